@@ -1,0 +1,74 @@
+"""The ToMe fixture family: settings, models, ratios, cached pipelines and generation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_tome.pipelines import ModelLoadError, ModelSpec
+from pytest_tome.settings import TomeSettings
+from pytest_tome.session import tome_session
+
+
+@pytest.fixture(scope="session")
+def tome_settings(pytestconfig: pytest.Config) -> TomeSettings:
+    """The resolved `--tome-*` options as one frozen object."""
+    return tome_session(pytestconfig).settings
+
+
+@pytest.fixture(scope="session")
+def tome_model(request: pytest.FixtureRequest, tome_settings: TomeSettings) -> ModelSpec:
+    """One model from `--tome-models` (the tests are parametrized over all of them)."""
+    return tome_settings.model(getattr(request, "param", tome_settings.models[0].name))
+
+
+@pytest.fixture
+def tome_ratio(request: pytest.FixtureRequest, tome_settings: TomeSettings) -> float:
+    """One merge ratio from `--tome-ratios` (the tests are parametrized over all of them)."""
+    return getattr(request, "param", tome_settings.ratios[0])
+
+
+@pytest.fixture(scope="session")
+def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterator[Any]:
+    """The pipeline of `tome_model`, built or loaded once per session, progress bars off."""
+    import torch
+
+    from pytest_tome.pipelines import load_pipeline
+
+    try:
+        pipe = load_pipeline(tome_model, torch.device(tome_settings.device),
+                             getattr(torch, tome_settings.dtype))
+    except ModelLoadError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield pipe
+    del pipe
+
+
+@pytest.fixture
+def tome_generate(tome_pipeline: Any, tome_settings: TomeSettings,
+                  tome_model: ModelSpec) -> Callable[..., np.ndarray]:
+    """`tome_generate(ratio)` -> float32 images [N, H, W, 3] in [0, 1].
+
+    Fixed seed and steps from the settings; ToMe is applied for the call and removed after,
+    so the cached pipeline is never left patched. A ratio that cannot merge anything on this
+    model fails the test with the reason, never passes silently.
+    """
+    from pytest_tome.patch import TomeNotApplicable, max_ratio
+    from pytest_tome.runs import generate
+
+    def run(ratio: float, **tome_kwargs: Any) -> np.ndarray:
+        __tracebackhide__ = True
+        limit = max_ratio(tome_kwargs.get("sx", 2), tome_kwargs.get("sy", 2))
+        if not 0 <= ratio <= limit:
+            pytest.fail(f"{tome_model.name}: ratio {ratio:g} is outside [0, {limit:g}], "
+                        "the most that sx x sy destination cells allow", pytrace=False)
+        try:
+            return generate(tome_pipeline, ratio, steps=tome_settings.steps,
+                            seed=tome_settings.seed, images=tome_settings.images, **tome_kwargs)
+        except TomeNotApplicable as exc:
+            pytest.fail(f"{tome_model.name}: {exc}", pytrace=False)
+
+    return run

@@ -1,0 +1,234 @@
+"""The plugin's command-line options and ini keys, declared once, and their parsers.
+
+Every option is also an ini key (``--tome-ratios`` <-> ``tome_ratios``); the command line
+wins. Parsers raise ``argparse.ArgumentTypeError`` so argparse reports a bad command-line
+value as a usage error (exit code 4); ini values go through the same parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pytest
+
+SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """`0.3,0.5` | `sweep` | `start:stop:step` (stop included) -> ratios in [0, 1), in order."""
+    text = text.strip()
+    if text == "sweep":
+        return SWEEP
+    if ":" in text:
+        return _parse_range(text)
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "empty ratio list; expected comma-separated ratios in [0, 1) such as 0.3,0.5, "
+            "'sweep', or start:stop:step"
+        )
+    ratios: list[float] = []
+    for item in text.split(","):
+        ratio = _parse_ratio(item, text)
+        if ratio not in ratios:
+            ratios.append(ratio)
+    return tuple(ratios)
+
+
+def _parse_ratio(item: str, whole: str) -> float:
+    item = item.strip()
+    if not item:
+        raise argparse.ArgumentTypeError(
+            f"empty entry in ratio list {whole!r}; expected comma-separated ratios in [0, 1)"
+        )
+    try:
+        value = Decimal(item)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(
+            f"ratio {item!r} is not a number; expected ratios in [0, 1) such as 0.3,0.5"
+        ) from None
+    if not value.is_finite() or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"ratio {item} is out of range; a merge ratio is in [0, 1) (0 = no merging)"
+        )
+    return float(value)
+
+
+def _parse_range(text: str) -> tuple[float, ...]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(
+            f"ratio range {text!r} must be start:stop:step, e.g. 0.1:0.9:0.1"
+        )
+    start, stop, step = (Decimal(str(_parse_ratio(p, text))) for p in parts)
+    if step <= 0 or stop < start:
+        raise argparse.ArgumentTypeError(
+            f"ratio range {text!r} needs step > 0 and stop >= start, e.g. 0.1:0.9:0.1"
+        )
+    ratios = []
+    value = start
+    while value <= stop:
+        ratios.append(float(value))
+        value += step
+    return tuple(ratios)
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """Comma-separated model entries; each is resolved later by `pipelines.resolve_model`."""
+    entries = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in entries):
+        raise argparse.ArgumentTypeError(
+            f"model list {text!r} has an empty entry; expected comma-separated names such as "
+            "tiny-sd,tiny-ddpm, local folders or hub ids"
+        )
+    return tuple(dict.fromkeys(entries))
+
+
+def parse_device(text: str) -> str:
+    """`auto`, `cpu`, `cuda`, `cuda:N` or `mps` (availability is checked at configure)."""
+    text = text.strip().lower()
+    if text in ("auto", "cpu", "cuda", "mps"):
+        return text
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"device {text!r} is not one of auto, cpu, cuda, cuda:N, mps"
+    )
+
+
+def parse_dtype(text: str) -> str:
+    text = text.strip().lower()
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(f"dtype {text!r} is not one of {', '.join(DTYPES)}")
+    return text
+
+
+def _positive_int(what: str, minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} {text!r} is not a whole number; expected an integer >= {minimum}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} {value} is too small; expected >= {minimum}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+def parse_fraction_or_percent(text: str) -> float:
+    """`10%` or `0.1` -> 0.1; must be a finite number >= 0."""
+    raw = text.strip()
+    scale = 100.0 if raw.endswith("%") else 1.0
+    try:
+        value = float(raw.rstrip("%")) / scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"tolerance {text!r} is not a number; expected e.g. 10% or 0.1"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} must be a finite number >= 0")
+    return value
+
+
+def parse_non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"tolerance {text!r} is not a number; expected a number >= 0"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"tolerance {text!r} must be a finite number >= 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One `--tome-*` option and its ini twin."""
+
+    name: str  # without the leading "--tome-"
+    help: str
+    default: str | None  # as text, parsed like user input; None: off / not set
+    parse: Callable[[str], Any] | None = None  # None for flags
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--tome-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "tome_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("ratios", "merge ratios in [0, 1): 0.3,0.5 | sweep (0.1..0.9) | start:stop:step",
+           "0.5", parse_ratios, "LIST"),
+    Option("models", "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
+           "local folders or hub ids, comma-separated", "tiny-ddpm,tiny-ldm,tiny-sd",
+           parse_models, "LIST"),
+    Option("device", "auto (CUDA when present), cpu, cuda, cuda:N or mps", "auto",
+           parse_device, "DEVICE"),
+    Option("dtype", "float32, float16 or bfloat16", "float32", parse_dtype, "DTYPE"),
+    Option("steps", "denoising steps per image", "4", _positive_int("steps", 1), "N"),
+    Option("seed", "seed of every generation", "0", _positive_int("seed", 0), "S"),
+    Option("images", "images per generation", "1", _positive_int("images", 1), "N"),
+    Option("rounds", "timed rounds per ratio (each: one unmerged and one merged run)", "5",
+           _positive_int("rounds", 2), "N"),
+    Option("warmup", "untimed warm-up rounds per ratio", "1", _positive_int("warmup", 0), "N"),
+    Option("baselines", "baselines folder (default: <rootdir>/baselines)", None, str, "DIR"),
+    Option("save-baselines", "write this run's measurements into the baselines", None),
+    Option("report", "write report.json, report.md and plots into DIR", None, str, "DIR"),
+    Option("tol-speed", "allowed speedup loss, e.g. 10%", "10%", parse_fraction_or_percent, "TOL"),
+    Option("tol-memory", "allowed peak-memory growth, e.g. 10%", "10%",
+           parse_fraction_or_percent, "TOL"),
+    Option("tol-psnr", "allowed PSNR drop in dB", "1.0", parse_non_negative, "DB"),
+    Option("tol-ssim", "allowed SSIM drop (absolute)", "0.02", parse_non_negative, "TOL"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare every option in one `tome` group, each with an ini key of the same name."""
+    group = parser.getgroup("tome", "token merging (pytest-tome)")
+    for opt in OPTIONS:
+        if opt.parse is None:
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest,
+                            help=opt.help.replace("%", "%%"))
+            parser.addini(opt.dest, f"{opt.help} (ini)", type="bool", default=False)
+        else:
+            group.addoption(opt.flag, action="store", default=None, dest=opt.dest,
+                            type=opt.parse, metavar=opt.metavar,
+                            help=f"{opt.help} (default: {opt.default or 'off'})".replace("%", "%%"))
+            parser.addini(opt.dest, f"{opt.help} (ini)", default=opt.default)
+
+
+def option_values(config: pytest.Config) -> dict[str, Any]:
+    """Each option's parsed value: command line, else ini, else default.
+
+    An ini value that does not parse raises `pytest.UsageError` naming the key.
+    """
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        given = config.getoption(opt.dest)
+        if given is not None:
+            values[opt.dest] = given
+            continue
+        ini = config.getini(opt.dest)
+        if opt.parse is None:
+            values[opt.dest] = bool(ini)
+        elif ini is None or ini == "":
+            values[opt.dest] = None if opt.default is None else opt.parse(opt.default)
+        else:
+            try:
+                values[opt.dest] = opt.parse(str(ini))
+            except argparse.ArgumentTypeError as exc:
+                raise pytest.UsageError(f"ini key {opt.dest} = {ini!r}: {exc}") from None
+    return values

@@ -1,0 +1,129 @@
+"""Plain records that flow from measurement to verdict to report.
+
+They hold only JSON-friendly values so that pytest-xdist workers can send them to the
+controller through `workeroutput`, and `report.json` can be written from them as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Verdict values, in the order a reader cares about them.
+FAIL = "fail"
+NEW = "new"  # measured, but there is no baseline to compare with
+PASS = "pass"
+NOT_APPLICABLE = "n/a"  # e.g. quality of random weights
+NOT_MERGEABLE = "not mergeable"  # the ratio is above what the model or sx, sy allow
+VERDICTS = (FAIL, NEW, PASS, NOT_APPLICABLE, NOT_MERGEABLE)
+
+
+@dataclass(frozen=True)
+class RatioResult:
+    """Everything measured for one model at one merge ratio, and what was decided."""
+
+    model: str  # the model's key (see pipelines.ModelSpec.key)
+    ratio: float
+    device: str  # the device key, e.g. "cpu" or "cuda-nvidia-h200"
+    # Seconds per image, one sample per round; time_base[i] and time_tome[i] were measured
+    # back to back in round i (interleaved), so their ratio is a paired sample.
+    time_base: tuple[float, ...] = ()
+    time_tome: tuple[float, ...] = ()
+    speedup: float | None = None  # median of the paired ratios time_base / time_tome
+    speedup_ci: tuple[float, float] | None = None  # 95% interval of that median
+    memory_base: int | None = None  # peak bytes of one call; None: not measured
+    memory_tome: int | None = None
+    memory_method: str = "not measured"  # e.g. "cuda max_memory_allocated", "peak RSS"
+    # Peak bytes of each round's call (memory_base/memory_tome are their medians), so a
+    # later run compares sample against sample; empty when not measured.
+    memory_base_samples: tuple[int, ...] = ()
+    memory_tome_samples: tuple[int, ...] = ()
+    psnr: float | None = None  # dB against the unmerged image, math.inf when identical
+    ssim: float | None = None  # None: not applicable (random weights) or not measured
+    verdict: str = NEW
+    reasons: tuple[str, ...] = ()  # one line per failed or notable check
+    patched_layers: int = 0
+    image_base: ImageThumb | None = None  # first image, unmerged, for the report grid
+    image_tome: ImageThumb | None = None
+
+    @property
+    def time_per_image(self) -> float | None:
+        """Median seconds per merged image."""
+        return _median(self.time_tome)
+
+    @property
+    def time_per_image_base(self) -> float | None:
+        return _median(self.time_base)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("psnr", "ssim"):
+            data[key] = float_to_json(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RatioResult:
+        kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for key in ("time_base", "time_tome", "memory_base_samples", "memory_tome_samples",
+                    "reasons"):
+            kwargs[key] = tuple(kwargs.get(key, ()))
+        if kwargs.get("speedup_ci") is not None:
+            kwargs["speedup_ci"] = tuple(kwargs["speedup_ci"])
+        for key in ("psnr", "ssim"):
+            kwargs[key] = float_from_json(kwargs.get(key))
+        for key in ("image_base", "image_tome"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = ImageThumb(**kwargs[key])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ImageThumb:
+    """A small uint8 RGB image as a flat list, so it survives JSON and execnet."""
+
+    height: int
+    width: int
+    pixels: list[int] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """How much of a UNet forward the layers ToMe patches take, and what that allows."""
+
+    model: str
+    share: float  # fraction of one forward's time spent inside the patched layers
+    layers: int  # how many layers were timed
+
+    @property
+    def amdahl_bound(self) -> float:
+        """The speedup if the patched layers cost nothing: 1 / (1 - share)."""
+        return math.inf if self.share >= 1 else 1.0 / (1.0 - self.share)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "amdahl_bound": float_to_json(self.amdahl_bound)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Headroom:
+        return cls(model=data["model"], share=data["share"], layers=data["layers"])
+
+
+def float_to_json(value: float | None) -> float | str | None:
+    """JSON has no infinity: write it as the string "inf" (PSNR of identical images)."""
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def float_from_json(value: float | str | None) -> float | None:
+    if isinstance(value, str):
+        return float(value)
+    return value
+
+
+def _median(values: tuple[float, ...]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -1,0 +1,45 @@
+"""The run's state: settings and what was measured, kept in `config.stash`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_tome.results import Headroom, RatioResult
+from pytest_tome.settings import TomeSettings
+
+
+@dataclass
+class TomeSession:
+    """Collected per process; under xdist the controller merges what workers send."""
+
+    settings: TomeSettings
+    results: list[RatioResult] = field(default_factory=list)
+    headroom: dict[str, Headroom] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "moved corrupt baseline aside"
+
+    def to_workeroutput(self) -> dict[str, Any]:
+        return {
+            "results": [r.to_dict() for r in self.results],
+            "headroom": [h.to_dict() for h in self.headroom.values()],
+            "notes": list(self.notes),
+        }
+
+    def merge_workeroutput(self, data: dict[str, Any]) -> None:
+        self.results.extend(RatioResult.from_dict(r) for r in data.get("results", ()))
+        for item in data.get("headroom", ()):
+            self.headroom.setdefault(item["model"], Headroom.from_dict(item))
+        self.notes.extend(data.get("notes", ()))
+
+
+SESSION_KEY = pytest.StashKey[TomeSession]()
+
+
+def tome_session(config: pytest.Config) -> TomeSession:
+    """The run's TomeSession; the plugin puts it in the stash at configure time."""
+    try:
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise RuntimeError("pytest-tome is not configured in this session") from None

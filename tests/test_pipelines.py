@@ -1,0 +1,121 @@
+"""Embedded pipelines and real checkpoint loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pytest_tome.pipelines import (
+    EMBEDDED,
+    ModelLoadError,
+    ModelSpec,
+    build_embedded,
+    load_pipeline,
+    resolve_model,
+)
+from pytest_tome.runs import generate
+
+CPU, F32 = torch.device("cpu"), torch.float32
+
+
+def _images(pipe, ratio: float = 0.0, steps: int = 2, images: int = 1) -> np.ndarray:
+    return generate(pipe, ratio, steps=steps, seed=0, images=images)
+
+
+@pytest.fixture(scope="module")
+def pipes() -> dict:
+    return {name: load_pipeline(ModelSpec(name, "embedded"), CPU, F32) for name in EMBEDDED}
+
+
+@pytest.mark.parametrize("name", list(EMBEDDED))
+def test_embedded_pipeline_is_bit_identical_across_builds(name: str, pipes: dict) -> None:
+    again = load_pipeline(ModelSpec(name, "embedded"), CPU, F32)
+    for (key, a), b in zip(pipes[name].components.items(), again.components.values()):
+        if isinstance(a, torch.nn.Module):
+            for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+                assert torch.equal(pa, pb), f"{name}.{key} weights differ between builds"
+    np.testing.assert_array_equal(_images(pipes[name]), _images(again))
+
+
+@pytest.mark.parametrize("name", list(EMBEDDED))
+def test_embedded_images_have_shape_dtype_and_range(name: str, pipes: dict) -> None:
+    images = _images(pipes[name], images=2)
+    assert images.shape == (2, 64, 64, 3)
+    assert images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert images.std() > 0.01, "a blank image says the pipeline is broken"
+
+
+def test_building_does_not_touch_the_global_rng() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_embedded("tiny-ldm")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_tiny_sd_has_a_transformer_level_at_4096_tokens(pipes: dict) -> None:
+    unet = pipes["tiny-sd"].unet
+    assert unet.config.sample_size == 64
+    assert unet.down_blocks[0].__class__.__name__ == "CrossAttnDownBlock2D"
+
+
+def test_ratio_changes_tiny_sd_output_and_ratio_zero_does_not(pipes: dict) -> None:
+    pipe = pipes["tiny-sd"]
+    base = _images(pipe, 0.0)
+    np.testing.assert_array_equal(base, _images(pipe, 0.0))
+    merged = _images(pipe, 0.5)
+    assert np.abs(merged - base).max() > 1e-4
+    np.testing.assert_array_equal(base, _images(pipe, 0.0))  # the patch was removed
+
+
+def test_tiny_tokenizer_round_trips_text(pipes: dict) -> None:
+    tokenizer = pipes["tiny-sd"].tokenizer
+    ids = tokenizer("a face").input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == "aface"
+
+
+def test_from_pretrained_on_a_saved_folder_gives_the_same_images(tmp_path: Path,
+                                                                 pipes: dict) -> None:
+    pipes["tiny-ldm"].save_pretrained(tmp_path / "tiny-ldm")
+    spec = resolve_model(str(tmp_path / "tiny-ldm"))
+    assert spec.kind == "folder"
+    loaded = load_pipeline(spec, CPU, F32)
+    assert type(loaded).__name__ == "LDMPipeline"
+    # Same weights, but loaded tensors sit at other addresses, so BLAS may pick other
+    # kernels: equal to float32 rounding, and bit-identical from one load to the next.
+    np.testing.assert_allclose(_images(loaded), _images(pipes["tiny-ldm"]), atol=1e-5)
+    np.testing.assert_array_equal(_images(loaded), _images(load_pipeline(spec, CPU, F32)))
+
+
+def test_a_hub_id_that_is_not_cached_fails_clearly_offline(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    spec = resolve_model("google/ddpm-celebahq-256")
+    assert spec.kind == "hub"
+    with pytest.raises(ModelLoadError, match=r"cannot load hub id 'google/ddpm-celebahq-256'.*"
+                                             r"not in the local Hugging Face cache"):
+        load_pipeline(spec, CPU, F32)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("tiny-nope", "unknown model 'tiny-nope'"),
+        ("a/b/c", "unknown model 'a/b/c'"),
+        ("arch:nope", "unknown architecture preset"),
+    ],
+)
+def test_resolve_rejects_unknown_entries(entry: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        resolve_model(entry, presets=("arch:x",))
+
+
+def test_model_key_is_file_system_safe() -> None:
+    assert ModelSpec("google/ddpm-celebahq-256", "hub").key == "google-ddpm-celebahq-256"
+    assert ModelSpec("arch:sd15-512", "arch").key == "arch-sd15-512"

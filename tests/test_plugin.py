@@ -1,0 +1,139 @@
+"""The plugin seen from a user's seat: options, parametrization, header, errors, fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_tome.options import OPTIONS
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+USER_TEST = """
+def test_merged_images_are_valid(tome_pipeline, tome_ratio, tome_generate):
+    images = tome_generate(ratio=tome_ratio)
+    assert images.shape[-1] == 3
+    assert images.dtype.name == "float32"
+    assert 0.0 <= images.min() and images.max() <= 1.0
+"""
+
+
+def test_help_lists_every_option_in_the_tome_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["token merging (pytest-tome):"])
+    for opt in OPTIONS:
+        result.stdout.fnmatch_lines([f"*{opt.flag}*"])
+        result.stdout.fnmatch_lines([f"*{opt.dest} (*"])  # the ini key
+
+
+def test_ratios_and_models_parametrize_with_readable_ids(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest("--collect-only", "-q", "--tome-ratios=0.3,0.5,0.3",
+                                "--tome-models=tiny-sd,tiny-ldm")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*test_merged_images_are_valid[[]tiny-sd-r0.3[]]",
+        "*test_merged_images_are_valid[[]tiny-sd-r0.5[]]",
+        "*test_merged_images_are_valid[[]tiny-ldm-r0.3[]]",
+        "*test_merged_images_are_valid[[]tiny-ldm-r0.5[]]",
+        "4 tests collected*",
+    ])
+
+
+def test_ini_keys_set_the_same_options(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ntome_ratios = 0.2\ntome_models = tiny-ddpm\n")
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*[[]tiny-ddpm-r0.2[]]", "1 test collected*"])
+    # the command line wins over the ini file
+    result = pytester.runpytest("--collect-only", "-q", "--tome-ratios=0.4")
+    result.stdout.fnmatch_lines(["*[[]tiny-ddpm-r0.4[]]", "1 test collected*"])
+
+
+def test_header_shows_the_resolved_settings_and_versions(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing_tome():\n    assert True\n")
+    result = pytester.runpytest("--tome-ratios=0.3", "--tome-steps=2", "--tome-seed=7",
+                                "--tome-device=cpu")
+    result.stdout.fnmatch_lines([
+        "tome: models=tiny-ddpm,tiny-ldm,tiny-sd ratios=0.3",
+        "tome: device=cpu dtype=float32 steps=2 seed=7 images=1 rounds=5 warmup=1",
+        "tome: baselines=*baselines (torch *, diffusers *, tomesd *)",
+    ])
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tome-ratios=abc"], "*ratio 'abc' is not a number*[[]0, 1)*"),
+        (["--tome-ratios=1.2"], "*ratio 1.2 is out of range*[[]0, 1)*"),
+        (["--tome-ratios=-0.1"], "*ratio -0.1 is out of range*[[]0, 1)*"),
+        (["--tome-ratios="], "*empty ratio list*"),
+        (["--tome-ratios=0.3,,0.5"], "*empty entry in ratio list '0.3,,0.5'*"),
+        (["--tome-ratios=0.5:0.1:0.1"], "*ratio range '0.5:0.1:0.1' needs*stop >= start*"),
+        (["--tome-models=tiny-nope"], "*unknown model 'tiny-nope'*tiny-ddpm, tiny-ldm, tiny-sd*"),
+        (["--tome-models=arch:nope"], "*unknown architecture preset 'arch:nope'*"),
+        (["--tome-models=./not-a-pipeline"], "*no model_index.json*"),
+        (["--tome-models=./missing-folder"], "*folder './missing-folder' does not exist*"),
+        (["--tome-device=tpu"], "*device 'tpu' is not one of auto, cpu, cuda, cuda:N, mps*"),
+        (["--tome-steps=0"], "*steps 0 is too small; expected >= 1*"),
+        (["--tome-steps=many"], "*steps 'many' is not a whole number*"),
+        (["--tome-rounds=1"], "*rounds 1 is too small; expected >= 2*"),
+        (["--tome-dtype=float64"], "*dtype 'float64' is not one of float32, float16, bfloat16*"),
+        (["--tome-dtype=float16", "--tome-device=cpu"], "*float16 is not supported on the CPU*"),
+        (["--tome-tol-speed=-5%"], "*tolerance '-5%' must be a finite number >= 0*"),
+        (["--tome-tol-psnr=lots"], "*tolerance 'lots' is not a number*"),
+    ],
+)
+def test_bad_input_is_a_usage_error_naming_the_value(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.mkdir("not-a-pipeline")
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_cuda_without_cuda_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():  # the GPU gate machine: the option must then just work
+        result = pytester.runpytest("--tome-device=cuda", "--collect-only")
+        assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+        return
+    result = pytester.runpytest("--tome-device=cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tome-device=cuda: CUDA is not available here*cpu or auto*"])
+
+
+def test_bad_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ntome_steps = -3\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini key tome_steps = '-3': steps -3 is too small*"])
+
+
+def test_user_test_runs_once_per_model_per_ratio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest("--tome-models=tiny-ldm", "--tome-ratios=0,0.5", "--tome-steps=2")
+    result.assert_outcomes(passed=2)
+
+
+def test_settings_fixture_is_frozen_and_resolved(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import dataclasses, pytest
+
+        def test_settings(tome_settings):
+            assert tome_settings.ratios == (0.3, 0.5)
+            assert [m.name for m in tome_settings.models] == ["tiny-ldm"]
+            assert tome_settings.device == "cpu" and tome_settings.steps == 3
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                tome_settings.steps = 5
+        """
+    )
+    result = pytester.runpytest("--tome-models=tiny-ldm", "--tome-ratios=0.3,0.5",
+                                "--tome-steps=3", "--tome-device=cpu")
+    result.assert_outcomes(passed=1)
