@@ -72,3 +72,32 @@ def tome_generate(tome_pipeline: Any, tome_settings: TomeSettings,
             pytest.fail(f"{tome_model.name}: {exc}", pytrace=False)
 
     return run
+
+
+@pytest.fixture
+def tome_gate(request: pytest.FixtureRequest, tome_pipeline: Any, tome_model: ModelSpec,
+              tome_settings: TomeSettings, benchmark: Any) -> Callable[[float], Any]:
+    """`tome_gate(ratio)`: time, peak memory, PSNR and SSIM of `tome_model` at `ratio`,
+    asserted against the stored baseline (or saved with `--tome-save-baselines`).
+
+    The merged runs are pytest-benchmark's timed rounds (the unmerged run is each round's
+    setup), so `--benchmark-compare` and `--benchmark-json` see them. One ratio per test.
+    """
+    from pytest_tome.gate import TOLERANCES_KEY, Gate, save_command
+    from pytest_tome.progress import progress_writer
+
+    def check(ratio: float) -> Any:
+        __tracebackhide__ = True
+        gate = Gate(
+            session=tome_session(request.config),
+            spec=tome_model,
+            pipe=tome_pipeline,
+            tolerances=request.node.stash.get(TOLERANCES_KEY, tome_settings.tolerances),
+            pedantic=benchmark.pedantic,
+            extra_info=benchmark.extra_info,
+            progress=progress_writer(request.config),
+            save_command=save_command(request.node.nodeid, tome_model, ratio, tome_settings),
+        )
+        return gate.check(ratio)
+
+    return check

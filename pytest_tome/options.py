@@ -123,31 +123,17 @@ def _positive_int(what: str, minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_fraction_or_percent(text: str) -> float:
-    """`10%` or `0.1` -> 0.1; must be a finite number >= 0."""
-    raw = text.strip()
-    scale = 100.0 if raw.endswith("%") else 1.0
-    try:
-        value = float(raw.rstrip("%")) / scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"tolerance {text!r} is not a number; expected e.g. 10% or 0.1"
-        ) from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"tolerance {text!r} must be a finite number >= 0")
-    return value
+def _tolerance(metric: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        from pytest_tome.verdicts import parse_tolerance
 
+        try:
+            return parse_tolerance(metric, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def parse_non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"tolerance {text!r} is not a number; expected a number >= 0"
-        ) from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"tolerance {text!r} must be a finite number >= 0")
-    return value
+    parse.__name__ = f"{metric}_tolerance"
+    return parse
 
 
 @dataclass(frozen=True)
@@ -187,11 +173,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("baselines", "baselines folder (default: <rootdir>/baselines)", None, str, "DIR"),
     Option("save-baselines", "write this run's measurements into the baselines", None),
     Option("report", "write report.json, report.md and plots into DIR", None, str, "DIR"),
-    Option("tol-speed", "allowed speedup loss, e.g. 10%", "10%", parse_fraction_or_percent, "TOL"),
-    Option("tol-memory", "allowed peak-memory growth, e.g. 10%", "10%",
-           parse_fraction_or_percent, "TOL"),
-    Option("tol-psnr", "allowed PSNR drop in dB", "1.0", parse_non_negative, "DB"),
-    Option("tol-ssim", "allowed SSIM drop (absolute)", "0.02", parse_non_negative, "TOL"),
+    Option("tol-speed", "allowed speedup loss, e.g. 10%", "10%", _tolerance("speed"), "TOL"),
+    Option("tol-memory", "allowed peak-memory growth, e.g. 10%", "10%", _tolerance("memory"),
+           "TOL"),
+    Option("tol-psnr", "allowed PSNR drop in dB", "1.0", _tolerance("psnr"), "DB"),
+    Option("tol-ssim", "allowed SSIM drop (absolute)", "0.02", _tolerance("ssim"), "TOL"),
 )
 
 

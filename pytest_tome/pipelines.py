@@ -13,9 +13,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 EMBEDDED_SEED = 0
 
@@ -177,6 +178,8 @@ DEFAULT_MODELS: tuple[str, ...] = tuple(EMBEDDED)
 
 def build_embedded(name: str) -> Any:
     """Build an embedded pipeline with seeded weights; the same bits on every call."""
+    import torch
+
     try:
         factory = EMBEDDED[name]
     except KeyError:
@@ -264,7 +267,7 @@ def _from_pretrained(spec: ModelSpec) -> Any:
         where = "folder" if spec.kind == "folder" else "hub id"
         hint = (
             "the weights are not in the local Hugging Face cache and cannot be downloaded; "
-            "fetch them once on a machine with network (`huggingface-cli download "
+            "fetch them once on a machine with network (`hf download "
             f"{spec.name}`) and point HF_HOME at that cache"
             if spec.kind == "hub"
             else "check that the folder was written by `save_pretrained`"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from pytest_tome.fixtures import (  # noqa: F401  (fixtures are found by their presence here)
+    tome_gate,
     tome_generate,
     tome_model,
     tome_pipeline,
@@ -33,10 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     if config.option.help or config.option.version:
         return
-    try:  # TEMP until presets.py lands
-        from pytest_tome.presets import PRESETS
-    except ImportError:
-        PRESETS = ()
+    from pytest_tome.presets import PRESETS
 
     workerinput = getattr(config, "workerinput", None)
     worker = int(workerinput["workerid"].lstrip("gw")) if workerinput else None
@@ -45,6 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
                                   worker_index=worker, presets=PRESETS)
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if settings.report is not None and workerinput is None:
+        from pytest_tome.report import ReportError, prepare_directory
+
+        try:
+            prepare_directory(settings.report)
+        except ReportError as exc:
+            raise pytest.UsageError(f"--tome-report: {exc}") from None
     config.stash[SESSION_KEY] = TomeSession(settings)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "tome-xdist")
@@ -55,7 +61,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if session is None:
         return []
     s = session.settings
-    versions = ", ".join(f"{name} {_version(name)}" for name in ("torch", "diffusers", "tomesd"))
+    versions = ", ".join(f"{name} {v}" for name, v in _versions().items() if name != "pytest-tome")
     return [
         f"tome: models={','.join(m.name for m in s.models)} ratios={','.join(f'{r:g}' for r in s.ratios)}",
         f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed} "
@@ -75,6 +81,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "tome_ratio" in metafunc.fixturenames:
         metafunc.parametrize("tome_ratio", s.ratios, ids=[f"r{r:g}" for r in s.ratios],
                              indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate `@pytest.mark.tome(...)` tolerances now, not when the test first runs."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    from pytest_tome.gate import TOLERANCES_KEY
+    from pytest_tome.verdicts import tolerances_from_marker
+
+    for item in items:
+        tolerances = session.settings.tolerances
+        for marker in reversed(list(item.iter_markers("tome"))):  # the closest one wins
+            try:
+                tolerances = tolerances_from_marker(tolerances, marker.kwargs, marker.args)
+            except ValueError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.tome: {exc}") from None
+        item.stash[TOLERANCES_KEY] = tolerances
 
 
 def _version(distribution: str) -> str:
@@ -98,6 +122,7 @@ class XdistHooks:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Workers ship their results; the controller (or a plain run) writes the report."""
     config = session.config
     state = config.stash.get(SESSION_KEY, None)
     if state is None:
@@ -105,3 +130,38 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["tome"] = state.to_workeroutput()
+        return
+    if not state.results:
+        return
+    from pytest_tome import report
+
+    results, headroom = state.sorted_results(), list(state.headroom.values())
+    settings = {**state.settings.describe(), "versions": _versions()}
+    try:
+        if state.settings.report is not None:
+            paths = report.write_report(state.settings.report, results, headroom, settings)
+            state.notes.append(f"report written: {', '.join(p.name for p in paths)} "
+                               f"in {state.settings.report}")
+        elif os.environ.get("GITHUB_STEP_SUMMARY"):
+            report.append_step_summary(report.report_markdown(results, headroom, settings))
+    except (report.ReportError, OSError) as exc:
+        state.notes.append(f"ERROR: the report could not be written: {exc}")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    state = terminalreporter.config.stash.get(SESSION_KEY, None)
+    if state is None or not (state.results or state.notes):
+        return
+    from pytest_tome.report import summary_lines
+
+    terminalreporter.write_sep("=", "pytest-tome")
+    for line in summary_lines(state.sorted_results(), list(state.headroom.values())):
+        terminalreporter.write_line(line)
+    for note in state.notes:
+        terminalreporter.write_line(note, red=note.startswith("ERROR"))
+
+
+def _versions() -> dict[str, str]:
+    return {name: _version(name) for name in ("torch", "diffusers", "tomesd", "pytest-tome")}

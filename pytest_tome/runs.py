@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,3 +42,48 @@ def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
     with torch.inference_mode():
         out = pipe(**kwargs).images
     return np.asarray(out, dtype=np.float32)
+
+
+def unet_forward(pipe: Any) -> Callable[[], object]:
+    """One UNet forward on seeded noise at the model's own size, as a closure for timing.
+
+    A UNet with cross-attention gets a batch of 2 and 77 text tokens, as classifier-free
+    guidance gives it inside a Stable Diffusion pipeline.
+    """
+    unet = pipe.unet
+    config = unet.config
+    size = config.sample_size
+    height, width = (size, size) if isinstance(size, int) else size
+    generator = torch.Generator("cpu").manual_seed(0)
+    kwargs: dict[str, Any] = {}
+    batch = 1
+    if getattr(config, "cross_attention_dim", None):
+        batch = 2
+        context = torch.randn(batch, 77, config.cross_attention_dim, generator=generator)
+        kwargs["encoder_hidden_states"] = context.to(unet.device, unet.dtype)
+    sample = torch.randn(batch, config.in_channels, height, width, generator=generator)
+    sample = sample.to(unet.device, unet.dtype)
+    timestep = torch.tensor([500] * batch, device=unet.device)
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return unet(sample, timestep, **kwargs)
+
+    return forward
+
+
+def merged_parts(patch: Any) -> list[torch.nn.Module]:
+    """The modules whose tokens a patch merges: each attention layer, or for tomesd blocks
+    the sub-layers its merge_* flags select (self-attention by default)."""
+    settings = patch.settings
+    parts: list[torch.nn.Module] = []
+    for layer in patch.layers:
+        if layer.backend != "tomesd":
+            parts.append(layer.module)
+            continue
+        block = layer.module
+        chosen = [(settings.merge_attn, "attn1"), (settings.merge_crossattn, "attn2"),
+                  (settings.merge_mlp, "ff")]
+        parts.extend(getattr(block, name) for flag, name in chosen
+                     if flag and getattr(block, name, None) is not None)
+    return parts

@@ -20,6 +20,11 @@ class TomeSession:
     headroom: dict[str, Headroom] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "moved corrupt baseline aside"
 
+    def sorted_results(self) -> list[RatioResult]:
+        """Results in the order of --tome-models, then ratio (xdist finishes them in any order)."""
+        order = {spec.key: i for i, spec in enumerate(self.settings.models)}
+        return sorted(self.results, key=lambda r: (order.get(r.model, len(order)), r.ratio))
+
     def to_workeroutput(self) -> dict[str, Any]:
         return {
             "results": [r.to_dict() for r in self.results],

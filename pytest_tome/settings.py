@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_tome.pipelines import ModelLoadError, ModelSpec, resolve_model
+from pytest_tome.verdicts import Tolerances
 
 
 class SettingsError(ValueError):
@@ -29,7 +30,7 @@ class TomeSettings:
     baselines: Path = Path("baselines")
     save_baselines: bool = False
     report: Path | None = None
-    tolerances: dict[str, float] = field(default_factory=dict)
+    tolerances: Tolerances = field(default_factory=Tolerances)
 
     def model(self, name: str) -> ModelSpec:
         return next(spec for spec in self.models if spec.name == name)
@@ -47,7 +48,7 @@ class TomeSettings:
             "rounds": self.rounds,
             "warmup": self.warmup,
             "baselines": str(self.baselines),
-            "tolerances": dict(self.tolerances),
+            "tolerances": asdict(self.tolerances),
         }
 
 
@@ -82,12 +83,12 @@ def build_settings(values: dict[str, Any], *, rootdir: Path, worker_index: int |
         baselines=baselines if baselines.is_absolute() else rootdir / baselines,
         save_baselines=bool(values["tome_save_baselines"]),
         report=report if report is None or report.is_absolute() else rootdir / report,
-        tolerances={
-            "speed": values["tome_tol_speed"],
-            "memory": values["tome_tol_memory"],
-            "psnr": values["tome_tol_psnr"],
-            "ssim": values["tome_tol_ssim"],
-        },
+        tolerances=Tolerances(
+            speed=values["tome_tol_speed"],
+            memory=values["tome_tol_memory"],
+            psnr=values["tome_tol_psnr"],
+            ssim=values["tome_tol_ssim"],
+        ),
     )
 
 

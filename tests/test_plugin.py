@@ -81,8 +81,8 @@ def test_header_shows_the_resolved_settings_and_versions(pytester: pytest.Pytest
         (["--tome-rounds=1"], "*rounds 1 is too small; expected >= 2*"),
         (["--tome-dtype=float64"], "*dtype 'float64' is not one of float32, float16, bfloat16*"),
         (["--tome-dtype=float16", "--tome-device=cpu"], "*float16 is not supported on the CPU*"),
-        (["--tome-tol-speed=-5%"], "*tolerance '-5%' must be a finite number >= 0*"),
-        (["--tome-tol-psnr=lots"], "*tolerance 'lots' is not a number*"),
+        (["--tome-tol-speed=-5%"], "*tolerance speed='-5%' must be a finite number >= 0*"),
+        (["--tome-tol-psnr=lots"], "*tolerance psnr='lots' is not a number*"),
     ],
 )
 def test_bad_input_is_a_usage_error_naming_the_value(

@@ -1,0 +1,351 @@
+"""Baseline files: `<folder>/<device-key>/<model-key>.json`, one entry per merge ratio.
+
+Saving merges this run's entries into what the file holds, under an exclusive lock on a
+sibling lock file, and replaces the file atomically, so parallel pytest-xdist workers lose
+nothing and a crash never leaves half a file. A corrupt file is never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_tome.results import RatioResult, float_to_json
+
+if TYPE_CHECKING:
+    import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; saving still replaces files atomically
+    fcntl = None  # type: ignore[assignment]
+
+SCHEMA = 1
+# RatioResult fields a baseline entry keeps (images, verdicts and reasons belong to one run).
+_ENTRY_FIELDS = (
+    "ratio", "time_base", "time_tome", "speedup", "speedup_ci", "memory_base", "memory_tome",
+    "memory_base_samples", "memory_tome_samples", "memory_method", "psnr", "ssim", "patched_layers",
+)  # fmt: skip
+_REQUIRED = ("ratio", "time_base", "time_tome", "fingerprint")
+VERSIONED_PACKAGES = ("torch", "diffusers", "tomesd")
+
+
+class BaselineError(Exception):
+    """A baseline cannot be used or written; the message says which file and what to do."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class MissingBaseline(BaselineError):
+    """No file, or no entry for the ratio: the message names the command that saves one."""
+
+
+class CorruptBaseline(BaselineError):
+    """The file is not a baseline file this version can read."""
+
+
+class FingerprintMismatch(BaselineError):
+    """The baseline was measured with other settings or versions; the message lists them."""
+
+    def __init__(self, message: str, path: Path, baseline: dict, current: dict) -> None:
+        super().__init__(message, path)
+        self.baseline, self.current = baseline, current
+
+
+class BaselineFolderError(BaselineError):
+    """The baselines folder cannot be created or written."""
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """One ratio's stored measurements and what they were measured with."""
+
+    result: RatioResult
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    path: Path
+    moved_aside: Path | None = None  # where a corrupt file found on saving was moved
+
+    @property
+    def message(self) -> str | None:
+        """A line to show the user when something unusual happened, else None."""
+        if self.moved_aside is None:
+            return None
+        return (
+            f"baseline file {self.path} was corrupt; "
+            f"moved it to {self.moved_aside} and wrote a new one"
+        )
+
+
+def slug(text: str) -> str:
+    """Lower case, runs of non-alphanumerics as one '-': "NVIDIA H200" -> "nvidia-h200"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def device_key(device_type: str, device_name: str | None = None) -> str:
+    """The device type, with its name if given: ("cuda", "NVIDIA H200") -> "cuda-nvidia-h200"."""
+    return slug(device_type if not device_name else f"{device_type} {device_name}")
+
+
+def device_key_of(device: torch.device) -> str:
+    """The key of a torch.device; CUDA devices are named by their model, which timings depend on."""
+    if device.type == "cuda":
+        import torch
+
+        return device_key("cuda", torch.cuda.get_device_name(device))
+    return device_key(device.type)
+
+
+def ratio_key(ratio: float) -> str:
+    return f"{float(ratio):g}"
+
+
+def baseline_path(folder: Path | str, device: str, model: str) -> Path:
+    return Path(folder) / slug(device) / f"{slug(model)}.json"
+
+
+def package_versions(names: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def fingerprint(**values: Any) -> dict[str, Any]:
+    """What a measurement depends on, as plain JSON values (tuples become lists, other objects
+    such as torch.dtype their str). Versions of torch, diffusers and tomesd are added unless
+    `versions` is given."""
+    values.setdefault("versions", package_versions())
+    return {key: _plain(value) for key, value in sorted(values.items())}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return float_to_json(value) if isinstance(value, float) else value
+    return str(value)
+
+
+def compare_fingerprints(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """One line per key whose value differs, dotted for nested keys, sorted."""
+    old, new = _flatten(_plain(baseline)), _flatten(_plain(current))
+    missing = "(absent)"
+    return [
+        f"{key}: baseline {old.get(key, missing)!r}, now {new.get(key, missing)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def read_baselines(path: Path | str) -> dict[str, BaselineEntry]:
+    """The entries of one baseline file by ratio key; {} when the file does not exist."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BaselineError(
+            f"cannot read baseline file {path}: {exc.strerror or exc}", path
+        ) from exc
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f'expected a JSON object with "schema": {SCHEMA}')
+        return {
+            key: _entry(value, data["device"], data["model"])
+            for key, value in data["entries"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptBaseline(
+            f"baseline file {path} is corrupt ({type(exc).__name__}: {exc}); "
+            "fix or delete it, or re-save baselines (the file is then moved aside)",
+            path,
+        ) from exc
+
+
+def _entry(data: dict[str, Any], device: str, model: str) -> BaselineEntry:
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise KeyError(f"entry lacks {', '.join(missing)}")
+    base, tome = data["time_base"], data["time_tome"]
+    if not (_numbers(base) and _numbers(tome) and len(base) == len(tome)):
+        raise ValueError("time_base and time_tome must be equally long lists of numbers")
+    known = {key: data[key] for key in _ENTRY_FIELDS if key in data}
+    result = RatioResult.from_dict({**known, "model": model, "device": device})
+    return BaselineEntry(result, data["fingerprint"])
+
+
+def _numbers(values: Any) -> bool:
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    )
+
+
+def load_entry(
+    folder: Path | str,
+    device: str,
+    model: str,
+    ratio: float,
+    *,
+    fingerprint: dict[str, Any],
+    save_command: str,
+) -> RatioResult:
+    """The baseline of `model` at `ratio` on `device`, measured with the same `fingerprint`.
+
+    Raises MissingBaseline (naming `save_command`), CorruptBaseline or FingerprintMismatch.
+    """
+    path = baseline_path(folder, device, model)
+    entry = read_baselines(path).get(ratio_key(ratio))
+    where = f"{model} at ratio {ratio_key(ratio)} on {device}"
+    if entry is None:
+        raise MissingBaseline(
+            f"no baseline for {where} in {path}; create it with: {save_command}", path
+        )
+    differences = compare_fingerprints(entry.fingerprint, fingerprint)
+    if differences:
+        raise FingerprintMismatch(
+            f"the baseline for {where} in {path} was measured with different settings:\n  "
+            + "\n  ".join(differences)
+            + f"\nmeasure with the baseline's settings, or re-save baselines with: {save_command}",
+            path,
+            entry.fingerprint,
+            fingerprint,
+        )
+    return entry.result
+
+
+def save_entries(
+    folder: Path | str, device: str, model: str, entries: Iterable[BaselineEntry]
+) -> SaveOutcome:
+    """Merge `entries` into the model's baseline file (other ratios are kept) and write it.
+
+    Atomic (temporary file in the same folder, fsync, os.replace) and under an exclusive
+    lock, so concurrent writers lose nothing. A corrupt file is moved aside, never lost.
+    """
+    path = baseline_path(folder, device, model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            moved = None
+            try:
+                stored = read_baselines(path)
+            except CorruptBaseline:
+                moved = _move_aside(path)
+                stored = {}
+            for entry in entries:
+                stored[ratio_key(entry.result.ratio)] = entry
+            _write_atomically(path, _document(device, model, stored))
+    except OSError as exc:
+        raise BaselineFolderError(
+            f"cannot write baselines to {path.parent}: {exc.strerror or exc}; "
+            "make the folder writable or choose another baselines folder",
+            path,
+        ) from exc
+    return SaveOutcome(path, moved)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    counter = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+        counter += 1
+    os.replace(path, target)
+    return target
+
+
+def _document(device: str, model: str, entries: dict[str, BaselineEntry]) -> dict[str, Any]:
+    def entry_dict(entry: BaselineEntry) -> dict[str, Any]:
+        data = entry.result.to_dict()
+        stored = {key: data[key] for key in _ENTRY_FIELDS}
+        stored["time_per_image"] = entry.result.time_per_image  # for people reading the file
+        return {**stored, "fingerprint": entry.fingerprint}
+
+    return {
+        "schema": SCHEMA,
+        "device": device,
+        "model": model,
+        "entries": {key: entry_dict(entries[key]) for key in sorted(entries, key=float)},
+    }
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
+
+
+def _dumps(document: dict[str, Any]) -> str:
+    """Indented, keys sorted, lists of numbers (raw samples) kept on one line for reading."""
+    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False)
+
+    def one_line(match: re.Match[str]) -> str:
+        return "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]"
+
+    return _NUMBER_LIST.sub(one_line, text) + "\n"
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
+    text = _dumps(document)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

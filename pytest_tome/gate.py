@@ -1,0 +1,218 @@
+"""The regression gate: measure one model at one ratio, compare with its baseline, decide.
+
+Data flows one way: pipeline -> interleaved runs (measure) -> quality -> RatioResult ->
+baseline comparison (verdicts) -> recorded in the session for the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_tome.pipelines import ModelSpec
+from pytest_tome.results import NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.session import TomeSession
+from pytest_tome.verdicts import Tolerances
+
+TOLERANCES_KEY = pytest.StashKey[Tolerances]()
+TOME_ARGS = {"sx": 2, "sy": 2, "max_downsample": 1, "use_rand": True, "merge_attn": True,
+             "merge_crossattn": False, "merge_mlp": False}
+
+
+@dataclass
+class Gate:
+    """Everything one gate test needs; `check(ratio)` measures, decides and asserts."""
+
+    session: TomeSession
+    spec: ModelSpec
+    pipe: Any
+    tolerances: Tolerances
+    pedantic: Callable[..., Any]
+    extra_info: dict[str, Any]
+    progress: Callable[[str], None]
+    save_command: str
+
+    def check(self, ratio: float) -> RatioResult:
+        __tracebackhide__ = True
+        from pytest_tome.patch import max_ratio
+
+        limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
+        if ratio > limit:
+            self._record(RatioResult(self.spec.key, ratio, self._device_key(),
+                                     verdict=NOT_MERGEABLE,
+                                     reasons=(f"ratio {ratio:g} is above {limit:g}, the most "
+                                              "that 2x2 destination cells allow",)))
+            pytest.skip(f"{self.spec.name}: ratio {ratio:g} is not mergeable: above {limit:g}, "
+                        f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow")
+        self._headroom()
+        result = self._measure(ratio)
+        self.extra_info.update(model=self.spec.name, ratio=ratio, speedup=result.speedup,
+                               speedup_ci=result.speedup_ci, psnr=_json_float(result.psnr),
+                               ssim=result.ssim, memory_tome=result.memory_tome,
+                               memory_method=result.memory_method)
+        return self._decide(result)
+
+    # --- measuring -------------------------------------------------------------------------
+
+    def _measure(self, ratio: float) -> RatioResult:
+        import torch
+
+        from pytest_tome.measure import interleaved
+        from pytest_tome.patch import TomeNotApplicable, apply_tome
+        from pytest_tome.quality import image_quality
+        from pytest_tome.runs import generate
+        from pytest_tome.stats import paired_speedup
+
+        s = self.session.settings
+        try:  # fail on a no-op before spending time on measurements
+            patched = apply_tome(self.pipe, ratio, seed=s.seed, **TOME_ARGS)
+            layers = len(patched.layers)
+            patched.remove()
+        except TomeNotApplicable as exc:
+            pytest.fail(f"{self.spec.name}: {exc}", pytrace=False)
+
+        def run_base() -> np.ndarray:
+            return generate(self.pipe, 0.0, steps=s.steps, seed=s.seed, images=s.images)
+
+        def run_tome() -> np.ndarray:
+            images = generate(self.pipe, ratio, steps=s.steps, seed=s.seed, images=s.images,
+                              **TOME_ARGS)
+            done[0] += 1
+            self.progress(f"{self.spec.name} r{ratio:g}: round {done[0]}/{s.warmup + s.rounds}"
+                          f" ({time.perf_counter() - start:.0f} s)")
+            return images
+
+        done, start = [0], time.perf_counter()
+        paired = interleaved(run_base, run_tome, rounds=s.rounds, warmup=s.warmup,
+                             device=torch.device(s.device), images_per_call=s.images,
+                             pedantic=self.pedantic)
+        speedup = paired_speedup(paired.time_base, paired.time_tome)
+        psnr = ssim = None
+        if not self.spec.weights_are_random:
+            quality = image_quality(paired.output_base, paired.output_tome)
+            psnr, ssim = quality.psnr, quality.ssim
+        return RatioResult(
+            model=self.spec.key, ratio=ratio, device=self._device_key(),
+            time_base=paired.time_base, time_tome=paired.time_tome,
+            speedup=speedup.median, speedup_ci=speedup.ci,
+            memory_base=paired.memory_base, memory_tome=paired.memory_tome,
+            memory_base_samples=paired.memory_base_samples,
+            memory_tome_samples=paired.memory_tome_samples,
+            memory_method=paired.memory_method, psnr=psnr, ssim=ssim, patched_layers=layers,
+            image_base=thumbnail(paired.output_base), image_tome=thumbnail(paired.output_tome),
+        )
+
+    def _headroom(self) -> None:
+        """Once per model: the share of a UNet forward spent in the layers ToMe merges."""
+        if self.spec.key in self.session.headroom:
+            return
+        import torch
+
+        from pytest_tome.headroom import measure_headroom
+        from pytest_tome.measure import synchronizer
+        from pytest_tome.patch import TomeNotApplicable, apply_tome
+        from pytest_tome.runs import merged_parts, unet_forward
+
+        try:
+            patch = apply_tome(self.pipe, 0.5, **TOME_ARGS)
+            layers = merged_parts(patch)
+            patch.remove()
+        except TomeNotApplicable:
+            layers = []
+        self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
+        self.session.headroom[self.spec.key] = measure_headroom(
+            self.spec.key, layers, unet_forward(self.pipe),
+            sync=synchronizer(torch.device(self.session.settings.device)))
+
+    # --- deciding --------------------------------------------------------------------------
+
+    def _decide(self, result: RatioResult) -> RatioResult:
+        __tracebackhide__ = True
+        from pytest_tome.baselines import (
+            BaselineEntry,
+            BaselineError,
+            load_entry,
+            save_entries,
+        )
+        from pytest_tome.verdicts import decide
+
+        s = self.session.settings
+        fingerprint = self._fingerprint(result)
+        if s.save_baselines:
+            decision = decide(result, None, self.tolerances,
+                              quality_applies=not self.spec.weights_are_random)
+            result = replace(result, verdict=decision.verdict, reasons=decision.reasons)
+            try:
+                outcome = save_entries(s.baselines, result.device, self.spec.key,
+                                       [BaselineEntry(result, fingerprint)])
+            except BaselineError as exc:
+                self._record(result)
+                pytest.fail(str(exc), pytrace=False)
+            if outcome.message:
+                self.session.notes.append(outcome.message)
+            return self._record(result)
+        try:
+            baseline = load_entry(s.baselines, result.device, self.spec.key, result.ratio,
+                                  fingerprint=fingerprint, save_command=self.save_command)
+        except BaselineError as exc:
+            self._record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
+            pytest.fail(str(exc), pytrace=False)
+        decision = decide(result, baseline, self.tolerances,
+                          quality_applies=not self.spec.weights_are_random)
+        result = self._record(replace(result, verdict=decision.verdict,
+                                      reasons=decision.reasons))
+        if decision.verdict == "fail":
+            pytest.fail(f"ToMe gate failed for {self.spec.name} at ratio {result.ratio:g} on "
+                        f"{result.device}:\n{decision.table}", pytrace=False)
+        return result
+
+    def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
+        from pytest_tome.baselines import fingerprint
+
+        s = self.session.settings
+        image = result.image_base
+        return fingerprint(model=self.spec.name, steps=s.steps, seed=s.seed, images=s.images,
+                           resolution=[image.height, image.width] if image else None,
+                           dtype=s.dtype, tome=TOME_ARGS)
+
+    def _device_key(self) -> str:
+        import torch
+
+        from pytest_tome.baselines import device_key_of
+
+        return device_key_of(torch.device(self.session.settings.device))
+
+    def _record(self, result: RatioResult) -> RatioResult:
+        self.session.results.append(result)
+        return result
+
+
+def thumbnail(images: np.ndarray | None) -> ImageThumb | None:
+    """The first image as uint8, for the report's grid."""
+    if images is None or len(images) == 0:
+        return None
+    first = np.clip(np.asarray(images[0], dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return ImageThumb(first.shape[0], first.shape[1], first.reshape(-1).tolist())
+
+
+def save_command(nodeid: str, spec: ModelSpec, ratio: float, settings: Any) -> str:
+    """The command that writes the missing baseline for one test, with the run's settings."""
+    words = [f"pytest '{nodeid}'", f"--tome-models={spec.name}", f"--tome-ratios={ratio:g}"]
+    defaults = type(settings)()
+    for name in ("dtype", "steps", "seed", "images"):
+        if getattr(settings, name) != getattr(defaults, name):
+            words.append(f"--tome-{name}={getattr(settings, name)}")
+    if settings.device != "cpu":
+        words.append(f"--tome-device={settings.device}")
+    return " ".join([*words, "--tome-save-baselines"])
+
+
+def _json_float(value: float | None) -> float | str | None:
+    from pytest_tome.results import float_to_json
+
+    return float_to_json(value)

@@ -1,0 +1,240 @@
+"""Interleaved timing of the unmerged and merged pipeline call, with peak memory.
+
+Each round runs the unmerged call, then the merged call, back to back, so that drift on a
+shared machine (other jobs, clock changes, thermal throttling) hits both sides alike and
+their ratio stays a fair paired sample. The order within a round is always base, then merged,
+in both our own loop and under pytest-benchmark's `pedantic` (whose `setup` runs before the
+timed `target`), so baselines saved one way compare with runs made the other way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+MEMORY_CUDA = "cuda max_memory_allocated"
+MEMORY_RSS = "peak RSS growth"
+NOT_MEASURED = "not measured"
+
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+@dataclass(frozen=True)
+class PairedRun(Generic[T]):
+    """Raw samples of one model at one ratio: round i of each side was measured back to back."""
+
+    time_base: tuple[float, ...]  # seconds per image
+    time_tome: tuple[float, ...]
+    memory_base_samples: tuple[int, ...]  # peak bytes of each call; empty: not measured
+    memory_tome_samples: tuple[int, ...]
+    memory_method: str
+    output_base: T  # what the last unmerged call returned, for quality
+    output_tome: T
+
+    @property
+    def memory_base(self) -> int | None:
+        """Median peak bytes of one unmerged call, or None when not measured."""
+        return _median_int(self.memory_base_samples)
+
+    @property
+    def memory_tome(self) -> int | None:
+        return _median_int(self.memory_tome_samples)
+
+
+def _median_int(samples: tuple[int, ...]) -> int | None:
+    return round(statistics.median(samples)) if samples else None
+
+
+class PeakMemory:
+    """Not measured: the honest answer where no reliable peak counter exists."""
+
+    method = NOT_MEASURED
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> int | None:
+        return None
+
+
+class CudaPeakMemory(PeakMemory):
+    """Peak bytes the CUDA caching allocator handed out during the call (weights included)."""
+
+    method = MEMORY_CUDA
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def stop(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
+class RssPeakMemory(PeakMemory):
+    """How far the process's resident memory rose above its level before the call (Linux).
+
+    Writing "5" to /proc/self/clear_refs resets the high-water mark VmHWM. Free heap memory
+    is first returned to the system with glibc's malloc_trim, or memory freed by an earlier
+    call would be reused unseen and every call after the first would show a growth near zero.
+    """
+
+    method = MEMORY_RSS
+
+    def __init__(self, malloc_trim: Callable[[int], Any]) -> None:
+        self._trim = malloc_trim
+        self._before = 0
+
+    def start(self) -> None:
+        self._trim(0)
+        _CLEAR_REFS.write_text("5")
+        self._before = _status_bytes("VmRSS")
+
+    def stop(self) -> int | None:
+        return max(0, _status_bytes("VmHWM") - self._before)
+
+
+def _status_bytes(key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"{key} missing from {_STATUS}")
+    return int(match.group(1)) * 1024
+
+
+def peak_memory(device: torch.device) -> PeakMemory:
+    """The best honest peak-memory probe for `device`; one that says "not measured" if none."""
+    if device.type == "cuda":
+        return CudaPeakMemory(device)
+    if device.type != "cpu":
+        return PeakMemory()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        probe = RssPeakMemory(libc.malloc_trim)  # AttributeError off glibc (musl, macOS)
+        probe.start()
+        probe.stop()
+    except (OSError, AttributeError, TypeError):
+        return PeakMemory()
+    return probe
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Wait for queued device work, so a timer around a call sees all of it."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+class _Recorder(Generic[T]):
+    """Times each call of either side and keeps the samples in call order."""
+
+    def __init__(
+        self,
+        run_base: Callable[[], T],
+        run_tome: Callable[[], T],
+        device: torch.device,
+        images_per_call: int,
+    ) -> None:
+        self.run_base, self.run_tome = run_base, run_tome
+        self.sync, self.memory = synchronizer(device), peak_memory(device)
+        self.images = images_per_call
+        self.times: dict[str, list[float]] = {"base": [], "tome": []}
+        self.peaks: dict[str, list[int | None]] = {"base": [], "tome": []}
+        self.outputs: dict[str, Any] = {}
+
+    def _timed(self, side: str, run: Callable[[], T]) -> T:
+        self.sync()
+        self.memory.start()
+        start = time.perf_counter()
+        output = run()
+        self.sync()
+        elapsed = time.perf_counter() - start
+        self.peaks[side].append(self.memory.stop())
+        self.times[side].append(elapsed / self.images)
+        self.outputs[side] = output
+        return output
+
+    def base(self) -> None:  # None: pytest-benchmark reads a setup's return value as arguments
+        self._timed("base", self.run_base)
+
+    def tome(self) -> T:
+        return self._timed("tome", self.run_tome)
+
+    def pairs(self) -> int:
+        return min(len(self.times["base"]), len(self.times["tome"]))
+
+    def keep_pairs(self) -> None:
+        """Drop calls of one side that have no partner yet, so the next pair lines up."""
+        n = self.pairs()
+        for samples in (*self.times.values(), *self.peaks.values()):
+            del samples[n:]
+
+
+def _check_count(name: str, value: object, minimum: int, why: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} ({why}), got {value!r}")
+
+
+def interleaved(
+    run_base: Callable[[], T],
+    run_tome: Callable[[], T],
+    *,
+    rounds: int,
+    warmup: int,
+    device: torch.device,
+    images_per_call: int,
+    pedantic: Callable[..., Any] | None = None,
+) -> PairedRun[T]:
+    """Warm up, then time `rounds` pairs (unmerged, merged) of whole pipeline calls.
+
+    With `pedantic` (pytest-benchmark's `benchmark.pedantic`) the merged call is the timed
+    target and the unmerged call its untimed `setup`, so pytest-benchmark reports the merged
+    run while we still time both sides. Pedantic calls setup before each warmup round too, so
+    samples stay paired: the first `warmup` pairs are dropped either way. Extra calls it may
+    add (cProfile) come after and are ignored; pairs it skipped (a disabled benchmark runs the
+    target once) are made up by our own loop. So pass `benchmark.pedantic` even when the
+    benchmark is disabled (--benchmark-disable, pytest-xdist): a fixture left unused warns.
+    """
+    _check_count("rounds", rounds, 2, "a spread needs two paired samples")
+    _check_count("warmup", warmup, 0, "untimed rounds before timing")
+    _check_count("images_per_call", images_per_call, 1, "images one pipeline call makes")
+    recorder = _Recorder(run_base, run_tome, device, images_per_call)
+    total = warmup + rounds
+    if pedantic is not None:
+        pedantic(
+            recorder.tome, setup=recorder.base, rounds=rounds, warmup_rounds=warmup, iterations=1
+        )
+    if recorder.pairs() < total:
+        recorder.keep_pairs()
+    while recorder.pairs() < total:
+        recorder.base()
+        recorder.tome()
+    kept = slice(warmup, total)
+    peaks = {
+        side: tuple(p for p in recorder.peaks[side][kept] if p is not None)
+        for side in ("base", "tome")
+    }
+    measured = all(len(samples) == rounds for samples in peaks.values())
+    return PairedRun(
+        time_base=tuple(recorder.times["base"][kept]),
+        time_tome=tuple(recorder.times["tome"][kept]),
+        memory_base_samples=peaks["base"] if measured else (),
+        memory_tome_samples=peaks["tome"] if measured else (),
+        memory_method=recorder.memory.method if measured else NOT_MEASURED,
+        output_base=recorder.outputs["base"],
+        output_tome=recorder.outputs["tome"],
+    )

@@ -1,0 +1,153 @@
+"""Statistics on raw timing and memory samples: paired speedup, spread, significance.
+
+The gate follows asv (airspeed velocity): a change counts only when it is statistically
+significant on the raw samples (Mann-Whitney U, exact for the handful of rounds a benchmark
+affords) and larger than a tolerance. With too few samples for the test to ever reach the
+significance level, it falls back to comparing confidence intervals of the medians.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+# Exhaustive permutations for the small samples we see, so the p-value is exact and the
+# seed only matters for very large samples, where resampling takes over.
+_PERMUTATIONS = 9999
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and interquartile range of one side's samples."""
+
+    median: float
+    q1: float
+    q3: float
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """Median of the paired per-round ratios time_base / time_tome, with its interval."""
+
+    ratios: tuple[float, ...]
+    median: float
+    ci: tuple[float, float]
+    confidence: float  # the coverage the interval really has (order statistics are discrete)
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Whether `current` is worse than `baseline`, beyond chance."""
+
+    significant: bool
+    method: str  # "Mann-Whitney U", "intervals", or "deterministic"
+    p_value: float | None = None  # only for Mann-Whitney U
+
+    def describe(self) -> str:
+        word = "significant" if self.significant else "not significant"
+        if self.p_value is None:
+            return f"{word} ({self.method})"
+        return f"{word} ({self.method} p={self.p_value:.3g})"
+
+
+def _checked(samples: Sequence[float], name: str) -> np.ndarray:
+    values = np.asarray(samples, dtype=float)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of numbers, got {samples!r}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must hold finite numbers, got {samples!r}")
+    return values
+
+
+def spread(samples: Sequence[float]) -> Spread:
+    """Median and quartiles (numpy's linear interpolation) of `samples`."""
+    values = _checked(samples, "samples")
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return Spread(median=float(median), q1=float(q1), q3=float(q3))
+
+
+def median_ci(
+    samples: Sequence[float], confidence: float = 0.95
+) -> tuple[tuple[float, float], float]:
+    """A distribution-free interval for the median, and the coverage it really has.
+
+    Order statistics via `scipy.stats.quantile_test`. Below six samples no pair of order
+    statistics covers 95%; then the interval is (min, max), whose coverage 1 - 2 * 0.5**n
+    is returned instead (93.75% for five samples).
+    """
+    values = _checked(samples, "samples")
+    n = values.size
+    if n >= 2:
+        ci = stats.quantile_test(values, q=float(np.median(values))).confidence_interval(confidence)
+        if math.isfinite(ci.low) and math.isfinite(ci.high):
+            return (float(ci.low), float(ci.high)), confidence
+    return (float(values.min()), float(values.max())), 1.0 - 2.0 * 0.5**n
+
+
+def paired_ratios(time_base: Sequence[float], time_tome: Sequence[float]) -> tuple[float, ...]:
+    """time_base[i] / time_tome[i] for each round: the speedup each round measured."""
+    base = _checked(time_base, "time_base")
+    tome = _checked(time_tome, "time_tome")
+    if base.shape != tome.shape:
+        raise ValueError(f"paired samples differ in length: {base.size} base vs {tome.size} merged")
+    if np.any(base <= 0) or np.any(tome <= 0):
+        raise ValueError("times must be positive seconds")
+    return tuple(float(r) for r in base / tome)
+
+
+def paired_speedup(
+    time_base: Sequence[float], time_tome: Sequence[float], confidence: float = 0.95
+) -> Speedup:
+    """Speedup of the merged run over the unmerged one, from rounds measured back to back."""
+    ratios = paired_ratios(time_base, time_tome)
+    ci, coverage = median_ci(ratios, confidence)
+    return Speedup(ratios=ratios, median=float(np.median(ratios)), ci=ci, confidence=coverage)
+
+
+def significantly_worse(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    worse: Literal["lower", "higher"],
+    alpha: float = 0.01,
+) -> Significance:
+    """Is `current` shifted from `baseline` in the `worse` direction, beyond chance?
+
+    One-sided Mann-Whitney U on the raw samples when the sample sizes allow a p-value below
+    `alpha` at all (five or more per side at alpha 0.01); otherwise the medians' intervals
+    must not overlap. Two constant samples (a deterministic allocator) differ significantly
+    as soon as they differ.
+    """
+    if worse not in ("lower", "higher"):
+        raise ValueError(f"worse must be 'lower' or 'higher', got {worse!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
+    base = _checked(baseline, "baseline samples")
+    cur = _checked(current, "current samples")
+    sign = 1.0 if worse == "higher" else -1.0
+    if np.ptp(base) == 0 and np.ptp(cur) == 0:
+        return Significance(bool(sign * (cur[0] - base[0]) > 0), "deterministic")
+    smallest_p = 1.0 / math.comb(base.size + cur.size, base.size)
+    if smallest_p < alpha:
+        alternative = "greater" if worse == "higher" else "less"
+        ties = np.unique(np.concatenate([base, cur])).size < base.size + cur.size
+        method = (
+            stats.PermutationMethod(n_resamples=_PERMUTATIONS, rng=np.random.default_rng(0))
+            if ties
+            else "exact"
+        )
+        p = float(stats.mannwhitneyu(cur, base, alternative=alternative, method=method).pvalue)
+        return Significance(p < alpha, "Mann-Whitney U", p)
+    (base_low, base_high), _ = median_ci(base)
+    (cur_low, cur_high), _ = median_ci(cur)
+    apart = cur_low > base_high if worse == "higher" else cur_high < base_low
+    return Significance(bool(apart), "intervals")

@@ -1,0 +1,298 @@
+"""Tolerances, and the decision whether a measured ratio passes against its baseline.
+
+Speed is judged on the speedup (time_base / time_tome, paired within a round), not on
+absolute times: absolute times drift between runs on a shared machine, the within-run ratio
+does not. Speed and memory fail only when worse beyond chance (stats.significantly_worse)
+*and* by more than the tolerance; quality fails when PSNR or SSIM drop by more than theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from pytest_tome.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.stats import median_ci, paired_ratios, significantly_worse, spread
+
+NOT_MEASURED = "not measured"
+# At or above this PSNR merged and unmerged images count as identical: an RMS difference
+# below 1e-4 of the range, a fortieth of one 8-bit step.
+IDENTICAL_PSNR = 80.0
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How much worse than the baseline a metric may get before the gate fails."""
+
+    speed: float = 0.10  # the merged run may get this much slower relative to the unmerged
+    memory: float = 0.10  # relative increase of the merged run's peak memory
+    psnr: float = 1.0  # dB below the baseline
+    ssim: float = 0.02  # absolute drop
+    # Significance level of the one-sided tests on speed and memory. 0.01 rather than 0.05:
+    # a gate run makes a check per model and ratio, and a false failure in any one fails it;
+    # five rounds per side still reach p = 1/252 when the samples separate completely.
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in _NAMES:  # accepts "10%" too, and stores the number
+            object.__setattr__(self, name, parse_tolerance(name, getattr(self, name)))
+
+    def with_values(self, values: Mapping[str, Any]) -> Tolerances:
+        """A copy with some tolerances given as strings ("10%", "1.5") or numbers."""
+        return replace(self, **{name: parse_tolerance(name, v) for name, v in values.items()})
+
+
+_NAMES = tuple(f.name for f in fields(Tolerances))
+_PERCENT_OK = ("speed", "memory", "alpha")
+
+
+def parse_tolerance(name: str, value: Any) -> float:
+    """One tolerance from a number or a string: "10%" or "0.1" (speed, memory, alpha),
+    "1.5" or "1.5dB" (psnr), "0.02" (ssim). ValueError names the value and what is valid."""
+    if name not in _NAMES:
+        raise ValueError(f"unknown tolerance {name!r}; valid: {', '.join(_NAMES)}")
+    number = _number(name, value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"tolerance {name}={value!r} must be a finite number >= 0")
+    if name == "alpha" and not 0 < number < 1:
+        raise ValueError(f"alpha={value!r} must lie strictly between 0 and 1 (e.g. 0.05 or 5%)")
+    return number
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        message = f"tolerance {name}={value!r} must be a number or a string like '10%'"
+        raise ValueError(message)  # noqa: TRY004 (callers turn ValueError into a usage error)
+    text = value.strip()
+    scale = 1.0
+    if text.endswith("%") and name in _PERCENT_OK:
+        text, scale = text[:-1], 0.01
+    elif name == "psnr" and text.lower().endswith("db"):
+        text = text[:-2]
+    try:
+        return float(text) * scale
+    except ValueError:
+        unit = (
+            "a fraction or a percentage, e.g. 0.1 or 10%"
+            if name in _PERCENT_OK
+            else (
+                "decibels, e.g. 1.5 or 1.5dB"
+                if name == "psnr"
+                else "an absolute SSIM drop, e.g. 0.02"
+            )
+        )
+        raise ValueError(f"tolerance {name}={value!r} is not a number; expected {unit}") from None
+
+
+def parse_tolerances(spec: str, base: Tolerances | None = None) -> Tolerances:
+    """An option's value like "speed=10%,psnr=1.5", applied on top of `base`."""
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not NAME=VALUE; valid names: {', '.join(_NAMES)}")
+        values[name.strip()] = value
+    return (base or Tolerances()).with_values(values)
+
+
+def tolerances_from_marker(
+    base: Tolerances, kwargs: Mapping[str, Any], args: tuple[Any, ...]
+) -> Tolerances:
+    """`@pytest.mark.tome(speed="20%", psnr=2)` applied on top of `base`; keywords only."""
+    if args:
+        raise ValueError(
+            f"tome marker takes keyword arguments only ({', '.join(_NAMES)}), got {args!r}"
+        )
+    return base.with_values(kwargs)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the verdict table."""
+
+    metric: str
+    measured: str
+    baseline: str
+    tolerance: str
+    status: str  # PASS, FAIL, NEW, NOT_APPLICABLE or NOT_MEASURED
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # FAIL, NEW or PASS
+    reasons: tuple[str, ...]  # failures first, then notes worth reading
+    rows: tuple[Row, ...]
+
+    @property
+    def table(self) -> str:
+        return format_table(self.rows)
+
+
+def format_table(rows: tuple[Row, ...] | list[Row]) -> str:
+    """The rows as a compact plain-text table with a header, columns aligned."""
+    header = ("metric", "measured", "baseline", "tolerance", "status", "why")
+    cells = [
+        header,
+        *((r.metric, r.measured, r.baseline, r.tolerance, r.status, r.why) for r in rows),
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def decide(
+    current: RatioResult,
+    baseline: RatioResult | None,
+    tolerances: Tolerances,
+    *,
+    quality_applies: bool,
+) -> Decision:
+    """Compare one ratio's measurements with its baseline entry (None: there is none yet)."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    rows.append(_speed(current, baseline, tolerances))
+    rows.append(_memory(current, baseline, tolerances, notes))
+    rows.extend(_quality(current, baseline, tolerances, quality_applies, notes))
+    failed = [f"{r.metric}: {r.why}" for r in rows if r.status == FAIL]
+    verdict = FAIL if failed else NEW if baseline is None else PASS
+    return Decision(verdict, tuple(failed + notes), tuple(rows))
+
+
+def _speedup_text(result: RatioResult) -> str:
+    ratios = paired_ratios(result.time_base, result.time_tome)
+    (low, high), _ = median_ci(ratios)
+    return f"{spread(ratios).median:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) -> Row:
+    tolerance = f"{tol.speed:.0%} slower"
+    if not current.time_tome:
+        return Row("speedup", "-", "-", tolerance, NOT_MEASURED)
+    measured = _speedup_text(current)
+    if baseline is None:
+        return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
+    base = paired_ratios(baseline.time_base, baseline.time_tome)
+    cur = paired_ratios(current.time_base, current.time_tome)
+    slower = spread(base).median / spread(cur).median - 1
+    test = significantly_worse(base, cur, worse="lower", alpha=tol.alpha)
+    failed = test.significant and slower > tol.speed
+    why = _change(slower, "slower", "faster") + f", {test.describe()}"
+    return Row(
+        "speedup", measured, _speedup_text(baseline), tolerance, FAIL if failed else PASS, why
+    )
+
+
+def _change(fraction: float, worse: str, better: str) -> str:
+    if abs(fraction) < 0.0005:
+        return "unchanged"
+    return f"{fraction:.1%} {worse}" if fraction > 0 else f"{-fraction:.1%} {better}"
+
+
+def _memory_samples(result: RatioResult) -> tuple[int, ...]:
+    if result.memory_tome_samples:
+        return result.memory_tome_samples
+    return () if result.memory_tome is None else (result.memory_tome,)
+
+
+def _mib(samples: tuple[int, ...]) -> str:
+    return f"{spread(samples).median / 2**20:.1f} MiB" if samples else "-"
+
+
+def _memory(
+    current: RatioResult, baseline: RatioResult | None, tol: Tolerances, notes: list[str]
+) -> Row:
+    tolerance = f"{tol.memory:.0%} more"
+    cur = _memory_samples(current)
+    base = _memory_samples(baseline) if baseline is not None else ()
+    row = Row("peak memory", _mib(cur), _mib(base), tolerance, NOT_MEASURED)
+    if not cur:
+        return replace(row, why=f"{current.memory_method} on this device")
+    if baseline is None:
+        return replace(row, status=NEW, why="no baseline yet")
+    if not base:
+        return replace(row, why="the baseline has no memory measurement")
+    if baseline.memory_method != current.memory_method:
+        notes.append(
+            f"peak memory not compared: baseline measured {baseline.memory_method!r}, "
+            f"now {current.memory_method!r}"
+        )
+        return replace(row, why=f"baseline: {baseline.memory_method}, now: {current.memory_method}")
+    base_median, cur_median = spread(base).median, spread(cur).median
+    more = (
+        cur_median / base_median - 1 if base_median > 0 else (math.inf if cur_median > 0 else 0.0)
+    )
+    test = significantly_worse(base, cur, worse="higher", alpha=tol.alpha)
+    failed = test.significant and more > tol.memory
+    why = _change(more, "more", "less") + f", {test.describe()}"
+    return replace(row, status=FAIL if failed else PASS, why=why)
+
+
+def _db(value: float | None) -> str:
+    return "-" if value is None else "inf dB" if math.isinf(value) else f"{value:.2f} dB"
+
+
+def _quality(
+    current: RatioResult,
+    baseline: RatioResult | None,
+    tol: Tolerances,
+    applies: bool,
+    notes: list[str],
+) -> list[Row]:
+    psnr_base = baseline.psnr if baseline is not None else None
+    ssim_base = baseline.ssim if baseline is not None else None
+    psnr = Row("PSNR", _db(current.psnr), _db(psnr_base), f"{tol.psnr:g} dB lower", NOT_MEASURED)
+    ssim = Row("SSIM", _fmt(current.ssim), _fmt(ssim_base), f"{tol.ssim:g} lower", NOT_MEASURED)
+    if not applies:
+        why = "does not apply to this model (random weights)"
+        return [
+            replace(psnr, status=NOT_APPLICABLE, why=why),
+            replace(ssim, status=NOT_APPLICABLE, why=why),
+        ]
+    rows = []
+    for row, cur, base, allowed in (
+        (psnr, current.psnr, psnr_base, tol.psnr),
+        (ssim, current.ssim, ssim_base, tol.ssim),
+    ):
+        if cur is None:
+            rows.append(row)
+        elif baseline is None or base is None:
+            rows.append(replace(row, status=NEW, why="no baseline yet"))
+        else:
+            rows.append(_quality_row(row, cur, base, allowed, notes))
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _quality_row(row: Row, cur: float, base: float, allowed: float, notes: list[str]) -> Row:
+    identical_base = identical_now = False
+    if row.metric == "PSNR":
+        # Identical images have PSNR inf, and float noise (a GPU kernel's summation order)
+        # gives 90 or 120 dB: all of that is "identical", so PSNR is capped before comparing.
+        identical_base, identical_now = base >= IDENTICAL_PSNR, cur >= IDENTICAL_PSNR
+        base, cur = min(base, IDENTICAL_PSNR), min(cur, IDENTICAL_PSNR)
+    if identical_now and not identical_base:
+        notes.append(
+            f"{row.metric}: merged images are now identical to the unmerged ones; "
+            "is token merging still applied?"
+        )
+    drop = base - cur
+    unit = " dB" if row.metric == "PSNR" else ""
+    if drop <= allowed:
+        return replace(row, status=PASS, why=f"{-drop:+.3g}{unit}" if drop else "unchanged")
+    if identical_base:
+        # Merging used to leave the images untouched (often: the patch was a no-op); that it
+        # changes them now is a change in behaviour, so it fails until baselines are re-saved.
+        why = (
+            "the baseline's merged images were identical to the unmerged ones, now they differ "
+            "(re-save baselines if merging now works as intended)"
+        )
+    else:
+        why = f"{drop:.3g}{unit} lower than the baseline"
+    return replace(row, status=FAIL, why=why)

@@ -1,0 +1,132 @@
+"""Statistics on raw samples: spread, paired speedup, and the one-sided significance test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_tome.stats import (
+    median_ci,
+    paired_ratios,
+    paired_speedup,
+    significantly_worse,
+    spread,
+)
+
+
+def test_spread_gives_median_and_quartiles():
+    result = spread([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (result.median, result.q1, result.q3, result.iqr) == (3.0, 2.0, 4.0, 2.0)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, math.nan], [[1.0, 2.0]]])
+def test_spread_rejects_empty_or_non_finite_samples(bad):
+    with pytest.raises(ValueError, match="samples"):
+        spread(bad)
+
+
+def test_median_interval_below_six_samples_is_the_range_with_its_true_coverage():
+    (low, high), coverage = median_ci([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert (low, high) == (1.0, 5.0)
+    assert coverage == pytest.approx(1 - 2 * 0.5**5)  # 93.75%, not a claimed 95%
+
+
+def test_median_interval_with_many_samples_is_narrower_than_the_range():
+    samples = list(np.linspace(1.0, 2.0, 20))
+    (low, high), coverage = median_ci(samples)
+    assert 1.0 < low < np.median(samples) < high < 2.0
+    assert coverage == 0.95
+
+
+def test_paired_speedup_is_the_median_of_per_round_ratios():
+    speedup = paired_speedup([2.0, 4.0, 3.0], [1.0, 1.0, 3.0])
+    assert speedup.ratios == (2.0, 4.0, 1.0)
+    assert speedup.median == 2.0
+    assert speedup.ci == (1.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("base", "tome", "match"),
+    [([1.0, 2.0], [1.0], "differ in length"), ([1.0, 0.0], [1.0, 1.0], "positive")],
+)
+def test_paired_ratios_reject_unpaired_or_non_positive_times(base, tome, match):
+    with pytest.raises(ValueError, match=match):
+        paired_ratios(base, tome)
+
+
+def test_a_clear_shift_with_five_rounds_is_significant_by_the_exact_test():
+    baseline = [1.40, 1.42, 1.45, 1.41, 1.43]
+    current = [1.12, 1.15, 1.13, 1.16, 1.11]
+    result = significantly_worse(baseline, current, worse="lower")
+    assert result.significant
+    assert result.method == "Mann-Whitney U"
+    assert result.p_value == pytest.approx(1 / math.comb(10, 5))
+
+
+def test_under_no_change_the_test_is_significant_no_more_often_than_alpha():
+    rng = np.random.default_rng(0)
+    trials = 1 + 0.03 * rng.standard_normal((400, 2, 7))
+    rate = np.mean([significantly_worse(b, c, worse="lower").significant for b, c in trials])
+    assert rate <= 0.01 + 0.01  # calibrated: chance alone, which the tolerance then guards
+
+
+def test_a_shift_in_the_better_direction_is_never_significant():
+    result = significantly_worse(
+        [1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4], worse="lower"
+    )
+    assert not result.significant
+    assert result.p_value == pytest.approx(1.0)
+
+
+def test_too_few_samples_fall_back_to_non_overlapping_intervals():
+    apart = significantly_worse([1.0, 1.1, 1.2], [1.5, 1.6, 1.7], worse="higher")
+    overlapping = significantly_worse([1.0, 1.1, 1.6], [1.5, 1.6, 1.7], worse="higher")
+    assert (apart.method, apart.significant) == ("intervals", True)
+    assert (overlapping.method, overlapping.significant) == ("intervals", False)
+
+
+@pytest.mark.parametrize(("current", "expected"), [(110, True), (100, False), (90, False)])
+def test_constant_samples_are_deterministic_and_differ_as_soon_as_they_differ(current, expected):
+    result = significantly_worse([100] * 5, [current] * 5, worse="higher")
+    assert (result.method, result.significant) == ("deterministic", expected)
+
+
+def test_ties_use_an_exhaustive_permutation_test_with_a_reproducible_p_value():
+    baseline, current = [100, 100, 101, 100, 100], [120, 120, 121, 120, 120]
+    first = significantly_worse(baseline, current, worse="higher")
+    second = significantly_worse(baseline, current, worse="higher")
+    assert (first.method, first.significant) == ("Mann-Whitney U", True)
+    assert first.p_value == second.p_value == pytest.approx(1 / math.comb(10, 5))
+
+
+@given(
+    baseline=st.lists(st.floats(1.0, 2.0), min_size=5, max_size=7),
+    current_size=st.integers(5, 7),
+    shift=st.floats(1.01, 3.0),
+)
+def test_complete_separation_from_five_rounds_on_is_always_significant(
+    baseline, current_size, shift
+):
+    current = [min(baseline) / shift] * current_size
+    current = [c * (1 - 0.001 * i) for i, c in enumerate(current)]  # distinct values
+    assert significantly_worse(baseline, current, worse="lower").significant
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"worse": "up"}, "worse must be"), ({"worse": "lower", "alpha": 0}, "alpha")],
+)
+def test_bad_arguments_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        significantly_worse([1.0, 2.0], [1.0, 2.0], **kwargs)
+
+
+def test_describe_says_the_method_and_p_value():
+    result = significantly_worse(
+        [1.4, 1.42, 1.45, 1.41, 1.43], [1.1, 1.2, 1.15, 1.12, 1.13], worse="lower"
+    )
+    assert result.describe() == "significant (Mann-Whitney U p=0.00397)"

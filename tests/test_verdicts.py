@@ -1,0 +1,282 @@
+"""Tolerances and decisions, on checked-in JSON (tests/data) rather than live timings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_tome.baselines import read_baselines
+from pytest_tome.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.verdicts import (
+    NOT_MEASURED,
+    Row,
+    Tolerances,
+    decide,
+    format_table,
+    parse_tolerance,
+    parse_tolerances,
+    tolerances_from_marker,
+)
+
+DATA = Path(__file__).parent / "data"
+RUNS = sorted((DATA / "runs").glob("*.json"), key=lambda p: p.stem)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> RatioResult:
+    return read_baselines(DATA / "baselines" / "cpu" / "tiny-sd.json")["0.5"].result
+
+
+def load_run(path: Path) -> tuple[RatioResult, str, str]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return RatioResult.from_dict(doc["result"]), doc["expected"], doc["why"]
+
+
+@pytest.mark.parametrize("path", RUNS, ids=[p.stem for p in RUNS])
+def test_checked_in_runs_get_the_expected_verdict(path, baseline):
+    current, expected, why = load_run(path)
+    decision = decide(current, baseline, Tolerances(), quality_applies=True)
+    assert decision.verdict == expected, f"{why}\n{decision.table}"
+    assert bool(decision.reasons) == (expected == FAIL)
+
+
+@pytest.mark.parametrize(
+    ("name", "significant", "beyond_tolerance"),
+    [
+        ("slower_25", True, True),
+        ("slower_15_noisy", False, True),
+        ("slower_3_significant", True, False),
+        ("no_change", False, False),
+    ],
+)
+def test_each_speed_fixture_exercises_the_guard_it_is_named_for(
+    name, significant, beyond_tolerance, baseline
+):
+    current, _, _ = load_run(DATA / "runs" / f"{name}.json")
+    speed = decide(current, baseline, Tolerances(), quality_applies=True).rows[0]
+    assert (", significant" in speed.why) == significant, speed.why
+    slower = float(speed.why.split("%")[0]) / 100 if "slower" in speed.why else 0.0
+    assert (slower > Tolerances().speed) == beyond_tolerance, speed.why
+
+
+def test_the_failure_table_says_what_failed_and_why(baseline):
+    current, _, _ = load_run(DATA / "runs" / "slower_25.json")
+    table = decide(current, baseline, Tolerances(), quality_applies=True).table
+    lines = table.splitlines()
+    assert lines[0].split() == ["metric", "measured", "baseline", "tolerance", "status", "why"]
+    speed = next(line for line in lines if line.startswith("speedup"))
+    assert "fail" in speed and "10% slower" in speed
+    assert "significant (Mann-Whitney U p=" in speed
+    assert (
+        len(
+            {
+                line.index(" pass ") if " pass " in line else line.index(" fail ")
+                for line in lines[1:]
+            }
+        )
+        == 1
+    )  # the status column lines up
+
+
+def test_speed_needs_significance_and_size(baseline):
+    """The two guards one at a time, on the baseline's own samples."""
+    base_t, tome_t = np.array(baseline.time_base), np.array(baseline.time_tome)
+    slower = dataclasses.replace(baseline, time_tome=tuple(tome_t * 1.25))
+    assert decide(slower, baseline, Tolerances(), quality_applies=True).verdict == FAIL
+    generous = Tolerances(speed="30%")
+    assert decide(slower, baseline, generous, quality_applies=True).verdict == PASS
+    # Exactly the baseline's samples: zero change, so nothing can fail.
+    assert decide(baseline, baseline, Tolerances(), quality_applies=True).verdict == PASS
+    # Absolute times may drift between runs; only the within-run ratio counts.
+    drifted = dataclasses.replace(
+        baseline, time_base=tuple(base_t * 1.5), time_tome=tuple(tome_t * 1.5)
+    )
+    assert decide(drifted, baseline, Tolerances(), quality_applies=True).verdict == PASS
+
+
+@pytest.mark.parametrize(("noise", "rounds"), [(0.03, 5), (0.05, 7)])
+def test_simulated_gate_runs_fail_on_a_25_percent_slowdown_and_only_then(noise, rounds):
+    """Many seeded gate runs: no false failure without a change, every planted slowdown caught.
+
+    `noise` is the spread of each round's merged/unmerged ratio (pairing cancels the drift
+    both sides share). At 8% with five rounds the defaults give about 0.5% false failures
+    and 83% detection per check; more rounds or a looser alpha trade one for the other.
+    """
+    rng = np.random.default_rng(7)
+
+    def run(factor: float) -> RatioResult:
+        base = 1 + noise * rng.standard_normal(rounds)
+        tome = 0.7 * factor * base * (1 + noise * rng.standard_normal(rounds))
+        return RatioResult("m", 0.5, "cpu", time_base=tuple(base), time_tome=tuple(tome))
+
+    tolerances = Tolerances()
+    unchanged = [
+        decide(run(1.0), run(1.0), tolerances, quality_applies=False).verdict for _ in range(200)
+    ]
+    slowed = [
+        decide(run(1.25), run(1.0), tolerances, quality_applies=False).verdict for _ in range(200)
+    ]
+    assert unchanged.count(FAIL) == 0
+    assert slowed.count(FAIL) == len(slowed)
+
+
+def test_no_baseline_means_new_and_nothing_fails():
+    current = RatioResult(
+        "m", 0.5, "cpu", time_base=(1.0, 1.1), time_tome=(0.5, 0.6), psnr=9.0, ssim=0.1
+    )
+    decision = decide(current, None, Tolerances(), quality_applies=True)
+    assert decision.verdict == NEW
+    assert {row.status for row in decision.rows} == {NEW, NOT_MEASURED}
+
+
+def test_quality_of_random_weights_is_not_applicable_never_pass(baseline):
+    awful = dataclasses.replace(baseline, psnr=3.0, ssim=0.01)
+    decision = decide(awful, baseline, Tolerances(), quality_applies=False)
+    assert decision.verdict == PASS
+    quality_rows = [row for row in decision.rows if row.metric in ("PSNR", "SSIM")]
+    assert [row.status for row in quality_rows] == [NOT_APPLICABLE, NOT_APPLICABLE]
+
+
+@pytest.mark.parametrize(
+    ("baseline_psnr", "current_psnr", "status", "noted"),
+    [
+        (math.inf, math.inf, PASS, False),  # still identical
+        (math.inf, 45.0, FAIL, False),  # merging used to change nothing; now it does
+        (30.0, math.inf, PASS, True),  # identical now: fine for quality, but worth a note
+        (30.0, 29.0, PASS, False),  # exactly the tolerance
+        (30.0, 28.9, FAIL, False),
+        (math.inf, 95.0, PASS, False),  # float noise (e.g. a GPU's summation order) is identical
+        (110.0, 85.0, PASS, False),
+        (math.inf, 79.0, PASS, False),  # one dB under the cap: the tolerance
+        (math.inf, 78.9, FAIL, False),
+    ],
+)
+def test_psnr_rules_including_infinity(baseline, baseline_psnr, current_psnr, status, noted):
+    old = dataclasses.replace(baseline, psnr=baseline_psnr)
+    new = dataclasses.replace(baseline, psnr=current_psnr)
+    decision = decide(new, old, Tolerances(), quality_applies=True)
+    row = next(row for row in decision.rows if row.metric == "PSNR")
+    assert row.status == status
+    assert any("still applied" in reason for reason in decision.reasons) == noted
+
+
+def test_a_baseline_of_identical_images_explains_its_failure(baseline):
+    old = dataclasses.replace(baseline, psnr=math.inf)
+    decision = decide(
+        dataclasses.replace(baseline, psnr=45.0), old, Tolerances(), quality_applies=True
+    )
+    assert decision.verdict == FAIL
+    assert "identical to the unmerged ones, now they differ" in decision.reasons[0]
+
+
+def test_memory_not_measured_on_either_side_is_never_pass_or_fail(baseline):
+    unmeasured = dataclasses.replace(
+        baseline, memory_tome=None, memory_tome_samples=(), memory_method="not measured"
+    )
+    for current, old in ((unmeasured, baseline), (baseline, unmeasured)):
+        row = decide(current, old, Tolerances(), quality_applies=True).rows[1]
+        assert (row.metric, row.status) == ("peak memory", NOT_MEASURED)
+
+
+def test_memory_measured_differently_is_not_compared(baseline):
+    cuda = dataclasses.replace(
+        baseline, memory_method="cuda max_memory_allocated", memory_tome_samples=(10**12,) * 7
+    )
+    decision = decide(cuda, baseline, Tolerances(), quality_applies=True)
+    assert decision.rows[1].status == NOT_MEASURED
+    assert decision.verdict == PASS
+    assert any("not compared" in reason for reason in decision.reasons)
+
+
+def test_memory_single_values_count_as_deterministic(baseline):
+    old = dataclasses.replace(baseline, memory_tome_samples=(), memory_tome=100)
+    assert (
+        decide(dataclasses.replace(old, memory_tome=120), old, Tolerances(), quality_applies=True)
+        .rows[1]
+        .status
+        == FAIL
+    )
+    assert (
+        decide(dataclasses.replace(old, memory_tome=105), old, Tolerances(), quality_applies=True)
+        .rows[1]
+        .status
+        == PASS
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("speed", "10%", 0.10),
+        ("speed", "0.25", 0.25),
+        ("memory", 0.5, 0.5),
+        ("psnr", "1.5", 1.5),
+        ("psnr", "2 dB", 2.0),
+        ("ssim", "0.05", 0.05),
+        ("alpha", "1%", 0.01),
+        ("speed", 0, 0.0),
+    ],
+)
+def test_tolerances_parse_numbers_and_strings(name, value, expected):
+    assert parse_tolerance(name, value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("speed", "-5%", r"speed='-5%' must be a finite number >= 0"),
+        ("speed", "nan", "finite"),
+        ("psnr", "inf", "finite"),
+        ("speed", "fast", r"speed='fast' is not a number; expected a fraction or a percentage"),
+        ("psnr", "1%", r"psnr='1%' is not a number; expected decibels"),
+        ("ssim", "2%", "an absolute SSIM drop"),
+        ("speed", True, "must be a number or a string"),
+        ("speed", None, "must be a number or a string"),
+        ("alpha", "0", "strictly between 0 and 1"),
+        ("alpha", 1.0, "strictly between 0 and 1"),
+        ("latency", "10%", r"unknown tolerance 'latency'; valid: speed, memory, psnr, ssim, alpha"),
+    ],
+)
+def test_bad_tolerances_name_the_value_and_what_is_valid(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        parse_tolerance(name, value)
+
+
+def test_tolerances_are_frozen_and_accept_strings():
+    tolerances = Tolerances(speed="20%", psnr="0.5")
+    assert (tolerances.speed, tolerances.psnr, tolerances.ssim) == (0.2, 0.5, 0.02)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tolerances.speed = 1.0  # type: ignore[misc]
+
+
+def test_option_value_overrides_some_tolerances():
+    tolerances = parse_tolerances("speed=25%, psnr=2dB", Tolerances(ssim=0.1))
+    assert tolerances == Tolerances(speed=0.25, memory=0.10, psnr=2.0, ssim=0.1)
+    with pytest.raises(ValueError, match="'speed' is not NAME=VALUE"):
+        parse_tolerances("speed")
+
+
+def test_marker_overrides_keywords_only():
+    base = Tolerances(speed=0.3)
+    assert tolerances_from_marker(base, {"psnr": 2}, ()) == Tolerances(speed=0.3, psnr=2.0)
+    with pytest.raises(ValueError, match=r"keyword arguments only .*got \('20%',\)"):
+        tolerances_from_marker(base, {}, ("20%",))
+    with pytest.raises(ValueError, match="unknown tolerance 'sped'"):
+        tolerances_from_marker(base, {"sped": "20%"}, ())
+
+
+def test_format_table_aligns_columns():
+    rows = [
+        Row("speedup", "1.00x", "2.00x", "10% slower", FAIL, "50% slower"),
+        Row("PSNR", "inf dB", "-", "1 dB lower", NEW),
+    ]
+    lines = format_table(rows).splitlines()
+    assert len(lines) == 3
+    assert {line.index(word) for line, word in zip(lines, ("status", "fail", "new"))} == {
+        lines[0].index("status")
+    }
