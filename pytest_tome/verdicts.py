@@ -20,6 +20,9 @@ NOT_MEASURED = "not measured"
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
 IDENTICAL_PSNR = 80.0
+# Peak memory may grow by this much whatever the tolerance: resident-set and allocator
+# granularity make a few MiB come and go between runs of the same code on small models.
+MEMORY_SLACK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,11 @@ def _memory(
         cur_median / base_median - 1 if base_median > 0 else (math.inf if cur_median > 0 else 0.0)
     )
     test = significantly_worse(base, cur, worse="higher", alpha=tol.alpha)
-    failed = test.significant and more > tol.memory
+    small = cur_median - base_median <= MEMORY_SLACK_BYTES
+    failed = test.significant and more > tol.memory and not small
     why = _change(more, "more", "less") + f", {test.describe()}"
+    if test.significant and more > tol.memory and small:
+        why += f", but under {MEMORY_SLACK_BYTES >> 20} MiB in all (allocator noise)"
     return replace(row, status=FAIL if failed else PASS, why=why)
 
 

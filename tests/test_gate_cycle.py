@@ -1,0 +1,181 @@
+"""The gate's whole baseline cycle through pytester: fail -> save -> pass -> regress -> fail.
+
+Runs on tiny-ldm with 2 steps (about 0.1 s a call), so each inner session takes seconds.
+Regressions are planted by a test-only conftest that wraps the merged path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+GATE_TEST = """
+import pytest
+
+def test_gate(tome_gate, tome_ratio):
+    tome_gate(tome_ratio)
+"""
+FAST = ("--tome-models=tiny-ldm", "--tome-steps=2", "--tome-rounds=6", "--tome-warmup=1",
+        "-p", "no:randomly", "-p", "no:cacheprovider")
+
+# Wraps the merged run: sleeps for half of its own time (a 50% slowdown of the merged path),
+# or adds noise to the merged images (a quality loss). Ratio 0 runs are never touched.
+PLANT = """
+import time
+import numpy as np
+import pytest
+import pytest_tome.runs as runs
+
+_generate = runs.generate
+
+def slow_generate(pipe, ratio, **kwargs):
+    start = time.perf_counter()
+    images = _generate(pipe, ratio, **kwargs)
+    if ratio > 0:
+        time.sleep(0.5 * (time.perf_counter() - start))
+    return images
+
+def noisy_generate(pipe, ratio, **kwargs):
+    images = _generate(pipe, ratio, **kwargs)
+    if ratio > 0:
+        noise = np.random.default_rng(0).normal(0, 0.1, images.shape).astype(images.dtype)
+        images = np.clip(images + noise, 0, 1)
+    return images
+
+@pytest.fixture(autouse=True)
+def plant(monkeypatch):
+    monkeypatch.setattr(runs, "generate", {plant}_generate)
+"""
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*FAST, "--tome-baselines=baselines", *args)
+
+
+def _baseline(pytester: pytest.Pytester) -> dict:
+    return json.loads((pytester.path / "baselines" / "cpu" / "tiny-ldm.json").read_text())
+
+
+def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+
+    missing = _run(pytester, "--tome-ratios=0.5")
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(["*no baseline for tiny-ldm at ratio 0.5 on cpu*",
+                                  "*create it with: pytest *--tome-save-baselines*"])
+
+    saved = _run(pytester, "--tome-ratios=0.3,0.5", "--tome-save-baselines")
+    saved.assert_outcomes(passed=2)
+    entries = _baseline(pytester)["entries"]
+    assert sorted(entries) == ["0.3", "0.5"]
+    assert len(entries["0.5"]["time_tome"]) == 6 and entries["0.5"]["psnr"] > 20
+
+    again = _run(pytester, "--tome-ratios=0.3,0.5")
+    again.assert_outcomes(passed=2)
+    again.stdout.fnmatch_lines(["*pytest-tome*", "tiny-ldm (cpu*", "*0.3*pass", "*0.5*pass"])
+
+    pytester.makeconftest(PLANT.format(plant="slow"))
+    slow = _run(pytester, "--tome-ratios=0.5")
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(["*ToMe gate failed for tiny-ldm at ratio 0.5 on cpu*",
+                               "*metric*measured*baseline*tolerance*",
+                               "*speedup*fail*"])
+
+    pytester.makeconftest(PLANT.format(plant="noisy"))
+    noisy = _run(pytester, "--tome-ratios=0.5")
+    noisy.assert_outcomes(failed=1)
+    noisy.stdout.fnmatch_lines(["*psnr*fail*"])
+
+
+def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
+    pytester.makeconftest(PLANT.format(plant="noisy"))
+    pytester.makepyfile(test_gate=GATE_TEST.replace(
+        "def test_gate", "@pytest.mark.tome(psnr=100, ssim=1)\ndef test_gate"))
+    _run(pytester, "--tome-ratios=0.5").assert_outcomes(passed=1)
+
+    pytester.makepyfile(test_gate=GATE_TEST.replace(
+        "def test_gate", "@pytest.mark.tome(sharpness=2)\ndef test_gate"))
+    bad = _run(pytester, "--tome-ratios=0.5")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*@pytest.mark.tome: unknown tolerance 'sharpness'*valid: speed*"])
+
+
+def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*measured with different settings*",
+                                 "*steps: baseline 2, now 3*"])
+
+
+def test_corrupt_baseline_fails_naming_the_file_and_saving_moves_it_aside(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    folder = pytester.path / "baselines" / "cpu"
+    folder.mkdir(parents=True)
+    (folder / "tiny-ldm.json").write_text('{"schema": 1, "entries": {"0.5": ')
+    result = _run(pytester, "--tome-ratios=0.5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tiny-ldm.json*"])
+    assert (folder / "tiny-ldm.json").read_text().endswith('"0.5": ')  # untouched
+
+    saved = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines")
+    saved.assert_outcomes(passed=1)
+    saved.stdout.fnmatch_lines(["*tiny-ldm.json*corrupt*"])
+    aside = list(folder.glob("tiny-ldm.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text().endswith('"0.5": ')
+    assert "0.5" in _baseline(pytester)["entries"]
+
+
+def test_a_baselines_folder_that_cannot_be_written_fails_clearly(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    (pytester.path / "baselines").write_text("not a folder")
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*baselines*"])
+    assert "Traceback" not in result.stdout.str()
+    assert (pytester.path / "baselines").read_text() == "not a folder"
+
+
+def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    result = _run(pytester, "--tome-ratios=0.7:0.9:0.1", "--tome-save-baselines",
+                  "--tome-rounds=2", "--tome-warmup=0", "--tome-report=report", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*ratio 0.8 is not mergeable: above 0.75*"])
+    report = json.loads((pytester.path / "report" / "report.json").read_text())
+    verdicts = {r["ratio"]: r["verdict"] for r in report["results"]}
+    assert verdicts == {0.7: "new", 0.8: "not mergeable", 0.9: "not mergeable"}
+    for name in ("report.md", "speed.png", "quality.png", "images.png"):
+        assert (pytester.path / "report" / name).stat().st_size > 0
+
+
+def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines",
+                  "--benchmark-json=bench.json")
+    result.assert_outcomes(passed=1)
+    bench = json.loads(Path(pytester.path, "bench.json").read_text())["benchmarks"]
+    assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 6
+    info = bench[0]["extra_info"]
+    assert info["model"] == "tiny-ldm" and info["ratio"] == 0.5
+    assert info["speedup"] > 0 and info["psnr"] > 20 and 0 < info["ssim"] <= 1
+
+
+def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    result = pytester.runpytest_subprocess(
+        *FAST, "--tome-baselines=baselines", "--tome-ratios=0.1,0.2,0.3,0.4",
+        "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0", "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert sorted(_baseline(pytester)["entries"]) == ["0.1", "0.2", "0.3", "0.4"]
+    result.stdout.fnmatch_lines(["*pytest-tome*", "tiny-ldm (cpu*", "*0.1*new", "*0.2*new",
+                                 "*0.3*new", "*0.4*new"])
