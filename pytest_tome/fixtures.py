@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_tome.failures import fail_test_on
 from pytest_tome.pipelines import ModelLoadError, ModelSpec
 from pytest_tome.settings import TomeSettings
 from pytest_tome.session import tome_session
@@ -38,11 +39,9 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
 
     from pytest_tome.pipelines import load_pipeline
 
-    try:
+    with fail_test_on(ModelLoadError):
         pipe = load_pipeline(tome_model, torch.device(tome_settings.device),
                              getattr(torch, tome_settings.dtype))
-    except ModelLoadError as exc:
-        pytest.fail(str(exc), pytrace=False)
     yield pipe
     del pipe
 
@@ -65,11 +64,9 @@ def tome_generate(tome_pipeline: Any, tome_settings: TomeSettings,
         if not 0 <= ratio <= limit:
             pytest.fail(f"{tome_model.name}: ratio {ratio:g} is outside [0, {limit:g}], "
                         "the most that sx x sy destination cells allow", pytrace=False)
-        try:
+        with fail_test_on(TomeNotApplicable, prefix=f"{tome_model.name}: "):
             return generate(tome_pipeline, ratio, steps=tome_settings.steps,
                             seed=tome_settings.seed, images=tome_settings.images, **tome_kwargs)
-        except TomeNotApplicable as exc:
-            pytest.fail(f"{tome_model.name}: {exc}", pytrace=False)
 
     return run
 

@@ -7,13 +7,15 @@ baseline comparison (verdicts) -> recorded in the session for the report.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from pytest_tome.failures import fail_test_on
 from pytest_tome.pipelines import ModelSpec
 from pytest_tome.results import NOT_MERGEABLE, ImageThumb, RatioResult
 from pytest_tome.session import TomeSession
@@ -69,12 +71,10 @@ class Gate:
         from pytest_tome.stats import paired_speedup
 
         s = self.session.settings
-        try:  # fail on a no-op before spending time on measurements
-            patched = apply_tome(self.pipe, ratio, seed=s.seed, **TOME_ARGS)
-            layers = len(patched.layers)
-            patched.remove()
-        except TomeNotApplicable as exc:
-            pytest.fail(f"{self.spec.name}: {exc}", pytrace=False)
+        with fail_test_on(TomeNotApplicable, prefix=f"{self.spec.name}: "):
+            patched = apply_tome(self.pipe, ratio, seed=s.seed, **TOME_ARGS)  # a no-op fails now
+        layers = len(patched.layers)
+        patched.remove()
 
         def run_base() -> np.ndarray:
             return generate(self.pipe, 0.0, steps=s.steps, seed=s.seed, images=s.images)
@@ -133,12 +133,7 @@ class Gate:
 
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
-        from pytest_tome.baselines import (
-            BaselineEntry,
-            BaselineError,
-            load_entry,
-            save_entries,
-        )
+        from pytest_tome.baselines import BaselineEntry, load_entry, save_entries
         from pytest_tome.verdicts import decide
 
         s = self.session.settings
@@ -147,21 +142,15 @@ class Gate:
             decision = decide(result, None, self.tolerances,
                               quality_applies=not self.spec.weights_are_random)
             result = replace(result, verdict=decision.verdict, reasons=decision.reasons)
-            try:
+            with self._failing(result):
                 outcome = save_entries(s.baselines, result.device, self.spec.key,
                                        [BaselineEntry(result, fingerprint)])
-            except BaselineError as exc:
-                self._record(result)
-                pytest.fail(str(exc), pytrace=False)
             if outcome.message:
                 self.session.notes.append(outcome.message)
             return self._record(result)
-        try:
+        with self._failing(result):
             baseline = load_entry(s.baselines, result.device, self.spec.key, result.ratio,
                                   fingerprint=fingerprint, save_command=self.save_command)
-        except BaselineError as exc:
-            self._record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
-            pytest.fail(str(exc), pytrace=False)
         decision = decide(result, baseline, self.tolerances,
                           quality_applies=not self.spec.weights_are_random)
         result = self._record(replace(result, verdict=decision.verdict,
@@ -170,6 +159,18 @@ class Gate:
             pytest.fail(f"ToMe gate failed for {self.spec.name} at ratio {result.ratio:g} on "
                         f"{result.device}:\n{decision.table}", pytrace=False)
         return result
+
+    @contextmanager
+    def _failing(self, result: RatioResult) -> Iterator[None]:
+        """A baseline problem fails the test with its message and is recorded for the report."""
+        __tracebackhide__ = True
+        from pytest_tome.baselines import BaselineError
+
+        try:
+            yield
+        except BaselineError as exc:
+            self._record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
         from pytest_tome.baselines import fingerprint
