@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["TomeNotApplicable", "TomePatch", "apply_tome", "max_ratio", "remove_tome", "tome_applied"]
+__all__ = [
+    "TomeNotApplicable",
+    "TomePatch",
+    "apply_tome",
+    "max_ratio",
+    "remove_tome",
+    "tome_applied",
+]
 
 if TYPE_CHECKING:
     from pytest_tome.patch import (

@@ -10,8 +10,8 @@ import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.pipelines import ModelLoadError, ModelSpec
-from pytest_tome.settings import TomeSettings
 from pytest_tome.session import tome_session
+from pytest_tome.settings import TomeSettings
 
 
 @pytest.fixture(scope="session")
@@ -40,15 +40,17 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
     from pytest_tome.pipelines import load_pipeline
 
     with fail_test_on(ModelLoadError):
-        pipe = load_pipeline(tome_model, torch.device(tome_settings.device),
-                             getattr(torch, tome_settings.dtype))
+        pipe = load_pipeline(
+            tome_model, torch.device(tome_settings.device), getattr(torch, tome_settings.dtype)
+        )
     yield pipe
     del pipe
 
 
 @pytest.fixture
-def tome_generate(tome_pipeline: Any, tome_settings: TomeSettings,
-                  tome_model: ModelSpec) -> Callable[..., np.ndarray]:
+def tome_generate(
+    tome_pipeline: Any, tome_settings: TomeSettings, tome_model: ModelSpec
+) -> Callable[..., np.ndarray]:
     """`tome_generate(ratio)` -> float32 images [N, H, W, 3] in [0, 1].
 
     Fixed seed and steps from the settings; ToMe is applied for the call and removed after,
@@ -62,18 +64,32 @@ def tome_generate(tome_pipeline: Any, tome_settings: TomeSettings,
         __tracebackhide__ = True
         limit = max_ratio(tome_kwargs.get("sx", 2), tome_kwargs.get("sy", 2))
         if not 0 <= ratio <= limit:
-            pytest.fail(f"{tome_model.name}: ratio {ratio:g} is outside [0, {limit:g}], "
-                        "the most that sx x sy destination cells allow", pytrace=False)
+            pytest.fail(
+                f"{tome_model.name}: ratio {ratio:g} is outside [0, {limit:g}], "
+                "the most that sx x sy destination cells allow",
+                pytrace=False,
+            )
         with fail_test_on(TomeNotApplicable, prefix=f"{tome_model.name}: "):
-            return generate(tome_pipeline, ratio, steps=tome_settings.steps,
-                            seed=tome_settings.seed, images=tome_settings.images, **tome_kwargs)
+            return generate(
+                tome_pipeline,
+                ratio,
+                steps=tome_settings.steps,
+                seed=tome_settings.seed,
+                images=tome_settings.images,
+                **tome_kwargs,
+            )
 
     return run
 
 
 @pytest.fixture
-def tome_gate(request: pytest.FixtureRequest, tome_pipeline: Any, tome_model: ModelSpec,
-              tome_settings: TomeSettings, benchmark: Any) -> Callable[[float], Any]:
+def tome_gate(
+    request: pytest.FixtureRequest,
+    tome_pipeline: Any,
+    tome_model: ModelSpec,
+    tome_settings: TomeSettings,
+    benchmark: Any,
+) -> Callable[[float], Any]:
     """`tome_gate(ratio)`: time, peak memory, PSNR and SSIM of `tome_model` at `ratio`,
     asserted against the stored baseline (or saved with `--tome-save-baselines`).
 

@@ -22,8 +22,15 @@ from pytest_tome.session import TomeSession
 from pytest_tome.verdicts import Tolerances
 
 TOLERANCES_KEY = pytest.StashKey[Tolerances]()
-TOME_ARGS = {"sx": 2, "sy": 2, "max_downsample": 1, "use_rand": True, "merge_attn": True,
-             "merge_crossattn": False, "merge_mlp": False}
+TOME_ARGS = {
+    "sx": 2,
+    "sy": 2,
+    "max_downsample": 1,
+    "use_rand": True,
+    "merge_attn": True,
+    "merge_crossattn": False,
+    "merge_mlp": False,
+}
 
 
 @dataclass
@@ -45,18 +52,31 @@ class Gate:
 
         limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
         if ratio > limit:
-            self._record(RatioResult(self.spec.key, ratio, self._device_key(),
-                                     verdict=NOT_MERGEABLE,
-                                     reasons=(f"ratio {ratio:g} is above {limit:g}, the most "
-                                              "that 2x2 destination cells allow",)))
-            pytest.skip(f"{self.spec.name}: ratio {ratio:g} is not mergeable: above {limit:g}, "
-                        f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow")
+            self._record(
+                RatioResult(
+                    self.spec.key,
+                    ratio,
+                    self._device_key(),
+                    verdict=NOT_MERGEABLE,
+                    reasons=(f"ratio {ratio:g} is above {limit:g}, the most 2x2 cells allow",),
+                )
+            )
+            pytest.skip(
+                f"{self.spec.name}: ratio {ratio:g} is not mergeable: above {limit:g}, "
+                f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow"
+            )
         self._headroom()
         result = self._measure(ratio)
-        self.extra_info.update(model=self.spec.name, ratio=ratio, speedup=result.speedup,
-                               speedup_ci=result.speedup_ci, psnr=_json_float(result.psnr),
-                               ssim=result.ssim, memory_tome=result.memory_tome,
-                               memory_method=result.memory_method)
+        self.extra_info.update(
+            model=self.spec.name,
+            ratio=ratio,
+            speedup=result.speedup,
+            speedup_ci=result.speedup_ci,
+            psnr=_json_float(result.psnr),
+            ssim=result.ssim,
+            memory_tome=result.memory_tome,
+            memory_method=result.memory_method,
+        )
         return self._decide(result)
 
     # --- measuring -------------------------------------------------------------------------
@@ -80,31 +100,49 @@ class Gate:
             return generate(self.pipe, 0.0, steps=s.steps, seed=s.seed, images=s.images)
 
         def run_tome() -> np.ndarray:
-            images = generate(self.pipe, ratio, steps=s.steps, seed=s.seed, images=s.images,
-                              **TOME_ARGS)
+            images = generate(
+                self.pipe, ratio, steps=s.steps, seed=s.seed, images=s.images, **TOME_ARGS
+            )
             done[0] += 1
-            self.progress(f"{self.spec.name} r{ratio:g}: round {done[0]}/{s.warmup + s.rounds}"
-                          f" ({time.perf_counter() - start:.0f} s)")
+            self.progress(
+                f"{self.spec.name} r{ratio:g}: round {done[0]}/{s.warmup + s.rounds}"
+                f" ({time.perf_counter() - start:.0f} s)"
+            )
             return images
 
         done, start = [0], time.perf_counter()
-        paired = interleaved(run_base, run_tome, rounds=s.rounds, warmup=s.warmup,
-                             device=torch.device(s.device), images_per_call=s.images,
-                             pedantic=self.pedantic)
+        paired = interleaved(
+            run_base,
+            run_tome,
+            rounds=s.rounds,
+            warmup=s.warmup,
+            device=torch.device(s.device),
+            images_per_call=s.images,
+            pedantic=self.pedantic,
+        )
         speedup = paired_speedup(paired.time_base, paired.time_tome)
         psnr = ssim = None
         if not self.spec.weights_are_random:
             quality = image_quality(paired.output_base, paired.output_tome)
             psnr, ssim = quality.psnr, quality.ssim
         return RatioResult(
-            model=self.spec.key, ratio=ratio, device=self._device_key(),
-            time_base=paired.time_base, time_tome=paired.time_tome,
-            speedup=speedup.median, speedup_ci=speedup.ci,
-            memory_base=paired.memory_base, memory_tome=paired.memory_tome,
+            model=self.spec.key,
+            ratio=ratio,
+            device=self._device_key(),
+            time_base=paired.time_base,
+            time_tome=paired.time_tome,
+            speedup=speedup.median,
+            speedup_ci=speedup.ci,
+            memory_base=paired.memory_base,
+            memory_tome=paired.memory_tome,
             memory_base_samples=paired.memory_base_samples,
             memory_tome_samples=paired.memory_tome_samples,
-            memory_method=paired.memory_method, psnr=psnr, ssim=ssim, patched_layers=layers,
-            image_base=thumbnail(paired.output_base), image_tome=thumbnail(paired.output_tome),
+            memory_method=paired.memory_method,
+            psnr=psnr,
+            ssim=ssim,
+            patched_layers=layers,
+            image_base=thumbnail(paired.output_base),
+            image_tome=thumbnail(paired.output_tome),
         )
 
     def _headroom(self) -> None:
@@ -126,8 +164,11 @@ class Gate:
             layers = []
         self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
         self.session.headroom[self.spec.key] = measure_headroom(
-            self.spec.key, layers, unet_forward(self.pipe),
-            sync=synchronizer(torch.device(self.session.settings.device)))
+            self.spec.key,
+            layers,
+            unet_forward(self.pipe),
+            sync=synchronizer(torch.device(self.session.settings.device)),
+        )
 
     # --- deciding --------------------------------------------------------------------------
 
@@ -139,25 +180,36 @@ class Gate:
         s = self.session.settings
         fingerprint = self._fingerprint(result)
         if s.save_baselines:
-            decision = decide(result, None, self.tolerances,
-                              quality_applies=not self.spec.weights_are_random)
+            decision = decide(
+                result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
+            )
             result = replace(result, verdict=decision.verdict, reasons=decision.reasons)
             with self._failing(result):
-                outcome = save_entries(s.baselines, result.device, self.spec.key,
-                                       [BaselineEntry(result, fingerprint)])
+                outcome = save_entries(
+                    s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
+                )
             if outcome.message:
                 self.session.notes.append(outcome.message)
             return self._record(result)
         with self._failing(result):
-            baseline = load_entry(s.baselines, result.device, self.spec.key, result.ratio,
-                                  fingerprint=fingerprint, save_command=self.save_command)
-        decision = decide(result, baseline, self.tolerances,
-                          quality_applies=not self.spec.weights_are_random)
-        result = self._record(replace(result, verdict=decision.verdict,
-                                      reasons=decision.reasons))
+            baseline = load_entry(
+                s.baselines,
+                result.device,
+                self.spec.key,
+                result.ratio,
+                fingerprint=fingerprint,
+                save_command=self.save_command,
+            )
+        decision = decide(
+            result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
+        )
+        result = self._record(replace(result, verdict=decision.verdict, reasons=decision.reasons))
         if decision.verdict == "fail":
-            pytest.fail(f"ToMe gate failed for {self.spec.name} at ratio {result.ratio:g} on "
-                        f"{result.device}:\n{decision.table}", pytrace=False)
+            pytest.fail(
+                f"ToMe gate failed for {self.spec.name} at ratio {result.ratio:g} on "
+                f"{result.device}:\n{decision.table}",
+                pytrace=False,
+            )
         return result
 
     @contextmanager
@@ -177,9 +229,15 @@ class Gate:
 
         s = self.session.settings
         image = result.image_base
-        return fingerprint(model=self.spec.name, steps=s.steps, seed=s.seed, images=s.images,
-                           resolution=[image.height, image.width] if image else None,
-                           dtype=s.dtype, tome=TOME_ARGS)
+        return fingerprint(
+            model=self.spec.name,
+            steps=s.steps,
+            seed=s.seed,
+            images=s.images,
+            resolution=[image.height, image.width] if image else None,
+            dtype=s.dtype,
+            tome=TOME_ARGS,
+        )
 
     def _device_key(self) -> str:
         import torch

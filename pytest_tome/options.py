@@ -95,9 +95,7 @@ def parse_device(text: str) -> str:
         return text
     if text.startswith("cuda:") and text[5:].isdigit():
         return text
-    raise argparse.ArgumentTypeError(
-        f"device {text!r} is not one of auto, cpu, cuda, cuda:N, mps"
-    )
+    raise argparse.ArgumentTypeError(f"device {text!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
 
 def parse_dtype(text: str) -> str:
@@ -156,26 +154,47 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("ratios", "merge ratios in [0, 1): 0.3,0.5 | sweep (0.1..0.9) | start:stop:step",
-           "0.5", parse_ratios, "LIST"),
-    Option("models", "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
-           "local folders or hub ids, comma-separated", "tiny-ddpm,tiny-ldm,tiny-sd",
-           parse_models, "LIST"),
-    Option("device", "auto (CUDA when present), cpu, cuda, cuda:N or mps", "auto",
-           parse_device, "DEVICE"),
+    Option(
+        "ratios",
+        "merge ratios in [0, 1): 0.3,0.5 | sweep (0.1..0.9) | start:stop:step",
+        "0.5",
+        parse_ratios,
+        "LIST",
+    ),
+    Option(
+        "models",
+        "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
+        "local folders or hub ids, comma-separated",
+        "tiny-ddpm,tiny-ldm,tiny-sd",
+        parse_models,
+        "LIST",
+    ),
+    Option(
+        "device",
+        "auto (CUDA when present), cpu, cuda, cuda:N or mps",
+        "auto",
+        parse_device,
+        "DEVICE",
+    ),
     Option("dtype", "float32, float16 or bfloat16", "float32", parse_dtype, "DTYPE"),
     Option("steps", "denoising steps per image", "4", _positive_int("steps", 1), "N"),
     Option("seed", "seed of every generation", "0", _positive_int("seed", 0), "S"),
     Option("images", "images per generation", "1", _positive_int("images", 1), "N"),
-    Option("rounds", "timed rounds per ratio (each: one unmerged and one merged run)", "5",
-           _positive_int("rounds", 2), "N"),
+    Option(
+        "rounds",
+        "timed rounds per ratio (each: one unmerged and one merged run)",
+        "5",
+        _positive_int("rounds", 2),
+        "N",
+    ),
     Option("warmup", "untimed warm-up rounds per ratio", "1", _positive_int("warmup", 0), "N"),
     Option("baselines", "baselines folder (default: <rootdir>/baselines)", None, str, "DIR"),
     Option("save-baselines", "write this run's measurements into the baselines", None),
     Option("report", "write report.json, report.md and plots into DIR", None, str, "DIR"),
     Option("tol-speed", "allowed speedup loss, e.g. 10%", "10%", _tolerance("speed"), "TOL"),
-    Option("tol-memory", "allowed peak-memory growth, e.g. 10%", "10%", _tolerance("memory"),
-           "TOL"),
+    Option(
+        "tol-memory", "allowed peak-memory growth, e.g. 10%", "10%", _tolerance("memory"), "TOL"
+    ),
     Option("tol-psnr", "allowed PSNR drop in dB", "1.0", _tolerance("psnr"), "DB"),
     Option("tol-ssim", "allowed SSIM drop (absolute)", "0.02", _tolerance("ssim"), "TOL"),
 )
@@ -186,13 +205,24 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("tome", "token merging (pytest-tome)")
     for opt in OPTIONS:
         if opt.parse is None:
-            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest,
-                            help=opt.help.replace("%", "%%"))
+            group.addoption(
+                opt.flag,
+                action="store_true",
+                default=None,
+                dest=opt.dest,
+                help=opt.help.replace("%", "%%"),
+            )
             parser.addini(opt.dest, f"{opt.help} (ini)", type="bool", default=False)
         else:
-            group.addoption(opt.flag, action="store", default=None, dest=opt.dest,
-                            type=opt.parse, metavar=opt.metavar,
-                            help=f"{opt.help} (default: {opt.default or 'off'})".replace("%", "%%"))
+            group.addoption(
+                opt.flag,
+                action="store",
+                default=None,
+                dest=opt.dest,
+                type=opt.parse,
+                metavar=opt.metavar,
+                help=f"{opt.help} (default: {opt.default or 'off'})".replace("%", "%%"),
+            )
             parser.addini(opt.dest, f"{opt.help} (ini)", default=opt.default)
 
 

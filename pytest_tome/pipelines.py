@@ -183,7 +183,9 @@ def build_embedded(name: str) -> Any:
     try:
         factory = EMBEDDED[name]
     except KeyError:
-        raise ValueError(f"unknown embedded pipeline {name!r}; known: {', '.join(EMBEDDED)}") from None
+        raise ValueError(
+            f"unknown embedded pipeline {name!r}; known: {', '.join(EMBEDDED)}"
+        ) from None
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(EMBEDDED_SEED)

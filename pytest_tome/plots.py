@@ -354,7 +354,8 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
     columns = [0.0, *[r for r in ratios if r != 0.0]]
     with rc_context({**STYLE, "axes.grid": False}):
         label_width = 0.35 + 0.08 * max(len(line) for m in groups for line in _wrap(m).split("\n"))
-        fig = Figure(figsize=(1.55 * len(columns) + label_width, 1.75 * len(groups) + 1.0))
+        width = max(1.55 * len(columns) + label_width, 5.5)  # room for the title
+        fig = Figure(figsize=(width, 1.75 * len(groups) + 1.0))
         axes = np.atleast_2d(fig.subplots(len(groups), len(columns), squeeze=False))
         for row, (model, rows) in enumerate(groups.items()):
             by_ratio = {r.ratio: r for r in rows}

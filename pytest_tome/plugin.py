@@ -40,8 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     worker = int(workerinput["workerid"].lstrip("gw")) if workerinput else None
     try:
-        settings = build_settings(option_values(config), rootdir=Path(config.rootpath),
-                                  worker_index=worker, presets=PRESETS)
+        settings = build_settings(
+            option_values(config),
+            rootdir=Path(config.rootpath),
+            invocation_dir=Path(config.invocation_params.dir),
+            worker_index=worker,
+            presets=PRESETS,
+        )
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     if settings.report is not None and workerinput is None:
@@ -52,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except ReportError as exc:
             raise pytest.UsageError(f"--tome-report: {exc}") from None
     config.stash[SESSION_KEY] = TomeSession(settings)
+    if workerinput and settings.device == "cpu":
+        _share_cpu_threads(int(workerinput.get("workercount", 1)))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "tome-xdist")
 
@@ -62,11 +69,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     s = session.settings
     versions = ", ".join(f"{name} {v}" for name, v in _versions().items() if name != "pytest-tome")
+    models = ",".join(m.name for m in s.models)
+    ratios = ",".join(f"{r:g}" for r in s.ratios)
+    saving = " (saving)" if s.save_baselines else ""
     return [
-        f"tome: models={','.join(m.name for m in s.models)} ratios={','.join(f'{r:g}' for r in s.ratios)}",
-        f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed} "
-        f"images={s.images} rounds={s.rounds} warmup={s.warmup}",
-        f"tome: baselines={s.baselines}{' (saving)' if s.save_baselines else ''} ({versions})",
+        f"tome: models={models} ratios={ratios}",
+        (
+            f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed}"
+            f" images={s.images} rounds={s.rounds} warmup={s.warmup}"
+        ),
+        f"tome: baselines={s.baselines}{saving} ({versions})",
     ]
 
 
@@ -79,8 +91,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = [m.name for m in s.models]
         metafunc.parametrize("tome_model", names, ids=names, indirect=True, scope="session")
     if "tome_ratio" in metafunc.fixturenames:
-        metafunc.parametrize("tome_ratio", s.ratios, ids=[f"r{r:g}" for r in s.ratios],
-                             indirect=True)
+        metafunc.parametrize(
+            "tome_ratio", s.ratios, ids=[f"r{r:g}" for r in s.ratios], indirect=True
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -101,6 +114,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.stash[TOLERANCES_KEY] = tolerances
 
 
+def _share_cpu_threads(workers: int) -> None:
+    """N xdist workers on one CPU: give each its share of the cores, not all of them each."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def _version(distribution: str) -> str:
     try:
         return metadata.version(distribution)
@@ -115,7 +135,7 @@ class XdistHooks:
         self.config = config
 
     @pytest.hookimpl
-    def pytest_testnodedown(self, node, error) -> None:  # noqa: ANN001 (xdist's types)
+    def pytest_testnodedown(self, node, error) -> None:
         data = getattr(node, "workeroutput", {}).get("tome")
         if data:
             self.config.stash[SESSION_KEY].merge_workeroutput(data)
@@ -140,8 +160,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     try:
         if state.settings.report is not None:
             paths = report.write_report(state.settings.report, results, headroom, settings)
-            state.notes.append(f"report written: {', '.join(p.name for p in paths)} "
-                               f"in {state.settings.report}")
+            state.notes.append(
+                f"report written: {', '.join(p.name for p in paths)} in {state.settings.report}"
+            )
         elif os.environ.get("GITHUB_STEP_SUMMARY"):
             report.append_step_summary(report.report_markdown(results, headroom, settings))
     except (report.ReportError, OSError) as exc:

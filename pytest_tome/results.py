@@ -65,8 +65,13 @@ class RatioResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RatioResult:
         kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        for key in ("time_base", "time_tome", "memory_base_samples", "memory_tome_samples",
-                    "reasons"):
+        for key in (
+            "time_base",
+            "time_tome",
+            "memory_base_samples",
+            "memory_tome_samples",
+            "reasons",
+        ):
             kwargs[key] = tuple(kwargs.get(key, ()))
         if kwargs.get("speedup_ci") is not None:
             kwargs["speedup_ci"] = tuple(kwargs["speedup_ci"])

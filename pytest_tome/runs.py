@@ -12,8 +12,9 @@ import torch
 PROMPT = "a photograph of a face, studio light"
 
 
-def generate(pipe: Any, ratio: float, *, steps: int, seed: int, images: int,
-             **tome_kwargs: Any) -> np.ndarray:
+def generate(
+    pipe: Any, ratio: float, *, steps: int, seed: int, images: int, **tome_kwargs: Any
+) -> np.ndarray:
     """Images [N, H, W, 3] float32 in [0, 1] from `pipe` with ToMe at `ratio`.
 
     ToMe is applied for this call and removed after it, even on error, so a cached
@@ -33,8 +34,11 @@ def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
     # MPS has no seeded generator of its own; CPU noise moved to the device is the usual fix.
     generator = torch.Generator("cpu" if device.type == "mps" else device).manual_seed(seed)
     params = inspect.signature(pipe.__call__).parameters
-    kwargs: dict[str, Any] = {"num_inference_steps": steps, "generator": generator,
-                              "output_type": "np"}
+    kwargs: dict[str, Any] = {
+        "num_inference_steps": steps,
+        "generator": generator,
+        "output_type": "np",
+    }
     if "prompt" in params:
         kwargs.update(prompt=PROMPT, num_images_per_prompt=images)
     else:
@@ -82,8 +86,14 @@ def merged_parts(patch: Any) -> list[torch.nn.Module]:
             parts.append(layer.module)
             continue
         block = layer.module
-        chosen = [(settings.merge_attn, "attn1"), (settings.merge_crossattn, "attn2"),
-                  (settings.merge_mlp, "ff")]
-        parts.extend(getattr(block, name) for flag, name in chosen
-                     if flag and getattr(block, name, None) is not None)
+        chosen = [
+            (settings.merge_attn, "attn1"),
+            (settings.merge_crossattn, "attn2"),
+            (settings.merge_mlp, "ff"),
+        ]
+        parts.extend(
+            getattr(block, name)
+            for flag, name in chosen
+            if flag and getattr(block, name, None) is not None
+        )
     return parts

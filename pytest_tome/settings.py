@@ -52,8 +52,14 @@ class TomeSettings:
         }
 
 
-def build_settings(values: dict[str, Any], *, rootdir: Path, worker_index: int | None = None,
-                   presets: tuple[str, ...] = ()) -> TomeSettings:
+def build_settings(
+    values: dict[str, Any],
+    *,
+    rootdir: Path,
+    invocation_dir: Path | None = None,
+    worker_index: int | None = None,
+    presets: tuple[str, ...] = (),
+) -> TomeSettings:
     """Turn parsed option values into settings; raises SettingsError for what cannot run here."""
     models = []
     for entry in values["tome_models"]:
@@ -68,8 +74,13 @@ def build_settings(values: dict[str, Any], *, rootdir: Path, worker_index: int |
             "--tome-dtype=float16 is not supported on the CPU (many kernels are missing or "
             "emulated); use float32 or bfloat16 there, or --tome-device=cuda"
         )
-    baselines = Path(values["tome_baselines"]) if values["tome_baselines"] else Path("baselines")
-    report = Path(values["tome_report"]) if values["tome_report"] else None
+    # Paths given by the user are relative to where pytest was started, as --junitxml is;
+    # the default baselines folder lives at the rootdir.
+    here = invocation_dir or rootdir
+    baselines = (
+        here / values["tome_baselines"] if values["tome_baselines"] else rootdir / "baselines"
+    )
+    report = here / values["tome_report"] if values["tome_report"] else None
     return TomeSettings(
         ratios=values["tome_ratios"],
         models=tuple(models),
@@ -80,9 +91,9 @@ def build_settings(values: dict[str, Any], *, rootdir: Path, worker_index: int |
         images=values["tome_images"],
         rounds=values["tome_rounds"],
         warmup=values["tome_warmup"],
-        baselines=baselines if baselines.is_absolute() else rootdir / baselines,
+        baselines=baselines,
         save_baselines=bool(values["tome_save_baselines"]),
-        report=report if report is None or report.is_absolute() else rootdir / report,
+        report=report,
         tolerances=Tolerances(
             speed=values["tome_tol_speed"],
             memory=values["tome_tol_memory"],

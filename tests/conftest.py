@@ -7,6 +7,6 @@ import diffusers  # noqa: F401
 import torch._dynamo  # noqa: F401
 from diffusers import DDPMPipeline, LDMPipeline, StableDiffusionPipeline  # noqa: F401
 
-import pytest_tome.gate  # noqa: F401
-import pytest_tome.patch  # noqa: F401
+import pytest_tome.gate
+import pytest_tome.patch
 import pytest_tome.report  # noqa: F401

@@ -19,10 +19,18 @@ import pytest
 def test_gate(tome_gate, tome_ratio):
     tome_gate(tome_ratio)
 """
-FAST = ("--tome-models=tiny-ldm", "--tome-steps=2", "--tome-rounds=6", "--tome-warmup=1",
-        "-p", "no:randomly", "-p", "no:cacheprovider")
+FAST = (
+    "--tome-models=tiny-ldm",
+    "--tome-steps=2",
+    "--tome-rounds=6",
+    "--tome-warmup=1",
+    "-p",
+    "no:randomly",
+    "-p",
+    "no:cacheprovider",
+)
 
-# Wraps the merged run: sleeps for half of its own time (a 50% slowdown of the merged path),
+# Wraps the merged run: sleeps for a quarter of its own time (a 25% slowdown of the merged path),
 # or adds noise to the merged images (a quality loss). Ratio 0 runs are never touched.
 PLANT = """
 import time
@@ -36,7 +44,7 @@ def slow_generate(pipe, ratio, **kwargs):
     start = time.perf_counter()
     images = _generate(pipe, ratio, **kwargs)
     if ratio > 0:
-        time.sleep(0.5 * (time.perf_counter() - start))
+        time.sleep(0.25 * (time.perf_counter() - start))
     return images
 
 def noisy_generate(pipe, ratio, **kwargs):
@@ -65,8 +73,12 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
 
     missing = _run(pytester, "--tome-ratios=0.5")
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines(["*no baseline for tiny-ldm at ratio 0.5 on cpu*",
-                                  "*create it with: pytest *--tome-save-baselines*"])
+    missing.stdout.fnmatch_lines(
+        [
+            "*no baseline for tiny-ldm at ratio 0.5 on cpu*",
+            "*create it with: pytest *--tome-save-baselines*",
+        ]
+    )
 
     saved = _run(pytester, "--tome-ratios=0.3,0.5", "--tome-save-baselines")
     saved.assert_outcomes(passed=2)
@@ -81,9 +93,13 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     pytester.makeconftest(PLANT.format(plant="slow"))
     slow = _run(pytester, "--tome-ratios=0.5")
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*ToMe gate failed for tiny-ldm at ratio 0.5 on cpu*",
-                               "*metric*measured*baseline*tolerance*",
-                               "*speedup*fail*"])
+    slow.stdout.fnmatch_lines(
+        [
+            "*ToMe gate failed for tiny-ldm at ratio 0.5 on cpu*",
+            "*metric*measured*baseline*tolerance*",
+            "*speedup*fail*",
+        ]
+    )
 
     pytester.makeconftest(PLANT.format(plant="noisy"))
     noisy = _run(pytester, "--tome-ratios=0.5")
@@ -95,12 +111,18 @@ def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) 
     pytester.makepyfile(test_gate=GATE_TEST)
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
     pytester.makeconftest(PLANT.format(plant="noisy"))
-    pytester.makepyfile(test_gate=GATE_TEST.replace(
-        "def test_gate", "@pytest.mark.tome(psnr=100, ssim=1)\ndef test_gate"))
+    pytester.makepyfile(
+        test_gate=GATE_TEST.replace(
+            "def test_gate", "@pytest.mark.tome(psnr=100, ssim=1)\ndef test_gate"
+        )
+    )
     _run(pytester, "--tome-ratios=0.5").assert_outcomes(passed=1)
 
-    pytester.makepyfile(test_gate=GATE_TEST.replace(
-        "def test_gate", "@pytest.mark.tome(sharpness=2)\ndef test_gate"))
+    pytester.makepyfile(
+        test_gate=GATE_TEST.replace(
+            "def test_gate", "@pytest.mark.tome(sharpness=2)\ndef test_gate"
+        )
+    )
     bad = _run(pytester, "--tome-ratios=0.5")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*@pytest.mark.tome: unknown tolerance 'sharpness'*valid: speed*"])
@@ -111,8 +133,9 @@ def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> 
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
     result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=3")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*measured with different settings*",
-                                 "*steps: baseline 2, now 3*"])
+    result.stdout.fnmatch_lines(
+        ["*measured with different settings*", "*steps: baseline 2, now 3*"]
+    )
 
 
 def test_corrupt_baseline_fails_naming_the_file_and_saving_moves_it_aside(
@@ -147,8 +170,15 @@ def test_a_baselines_folder_that_cannot_be_written_fails_clearly(pytester: pytes
 
 def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gate=GATE_TEST)
-    result = _run(pytester, "--tome-ratios=0.7:0.9:0.1", "--tome-save-baselines",
-                  "--tome-rounds=2", "--tome-warmup=0", "--tome-report=report", "-rs")
+    result = _run(
+        pytester,
+        "--tome-ratios=0.7:0.9:0.1",
+        "--tome-save-baselines",
+        "--tome-rounds=2",
+        "--tome-warmup=0",
+        "--tome-report=report",
+        "-rs",
+    )
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines(["*ratio 0.8 is not mergeable: above 0.75*"])
     report = json.loads((pytester.path / "report" / "report.json").read_text())
@@ -160,8 +190,9 @@ def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.
 
 def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gate=GATE_TEST)
-    result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines",
-                  "--benchmark-json=bench.json")
+    result = _run(
+        pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--benchmark-json=bench.json"
+    )
     result.assert_outcomes(passed=1)
     bench = json.loads(Path(pytester.path, "bench.json").read_text())["benchmarks"]
     assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 6
@@ -173,9 +204,50 @@ def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> N
 def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gate=GATE_TEST)
     result = pytester.runpytest_subprocess(
-        *FAST, "--tome-baselines=baselines", "--tome-ratios=0.1,0.2,0.3,0.4",
-        "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0", "-n", "2")
+        *FAST,
+        "--tome-baselines=baselines",
+        "--tome-ratios=0.1,0.2,0.3,0.4",
+        "--tome-save-baselines",
+        "--tome-rounds=2",
+        "--tome-warmup=0",
+        "-n",
+        "2",
+    )
     result.assert_outcomes(passed=4)
     assert sorted(_baseline(pytester)["entries"]) == ["0.1", "0.2", "0.3", "0.4"]
-    result.stdout.fnmatch_lines(["*pytest-tome*", "tiny-ldm (cpu*", "*0.1*new", "*0.2*new",
-                                 "*0.3*new", "*0.4*new"])
+    result.stdout.fnmatch_lines(
+        ["*pytest-tome*", "tiny-ldm (cpu*", "*0.1*new", "*0.2*new", "*0.3*new", "*0.4*new"]
+    )
+
+
+def test_progress_shows_in_verbose_runs_and_never_in_quiet_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0")
+    verbose = _run(pytester, *args, "-v")
+    verbose.stdout.fnmatch_lines(["[[]tome[]] tiny-ldm: timing the layers ToMe merges (headroom)",
+                                  "[[]tome[]] tiny-ldm r0.5: round 1/2 (*",
+                                  "[[]tome[]] tiny-ldm r0.5: round 2/2 (*"])
+    quiet = _run(pytester, *args, "-q")
+    quiet.assert_outcomes(passed=1)
+    assert "[tome]" not in quiet.stdout.str()
+
+
+def test_step_summary_gets_the_tables(pytester: pytest.Pytester,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_gate=GATE_TEST)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2",
+         "--tome-warmup=0").assert_outcomes(passed=1)
+    text = summary.read_text()
+    assert text.startswith("# pytest-tome report") and "## tiny-ldm" in text
+    assert any(line.startswith("|") and "0.5" in line and "new" in line
+               for line in text.splitlines())
+
+
+def test_a_report_path_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=GATE_TEST)
+    (pytester.path / "taken").write_text("a file")
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-report=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tome-report:*taken*"])

@@ -79,8 +79,9 @@ def test_tiny_tokenizer_round_trips_text(pipes: dict) -> None:
     assert tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == "aface"
 
 
-def test_from_pretrained_on_a_saved_folder_gives_the_same_images(tmp_path: Path,
-                                                                 pipes: dict) -> None:
+def test_from_pretrained_on_a_saved_folder_gives_the_same_images(
+    tmp_path: Path, pipes: dict
+) -> None:
     pipes["tiny-ldm"].save_pretrained(tmp_path / "tiny-ldm")
     spec = resolve_model(str(tmp_path / "tiny-ldm"))
     assert spec.kind == "folder"
@@ -92,14 +93,18 @@ def test_from_pretrained_on_a_saved_folder_gives_the_same_images(tmp_path: Path,
     np.testing.assert_array_equal(_images(loaded), _images(load_pipeline(spec, CPU, F32)))
 
 
-def test_a_hub_id_that_is_not_cached_fails_clearly_offline(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_a_hub_id_that_is_not_cached_fails_clearly_offline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     spec = resolve_model("google/ddpm-celebahq-256")
     assert spec.kind == "hub"
-    with pytest.raises(ModelLoadError, match=r"cannot load hub id 'google/ddpm-celebahq-256'.*"
-                                             r"not in the local Hugging Face cache"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"cannot load hub id 'google/ddpm-celebahq-256'.*"
+        r"not in the local Hugging Face cache",
+    ):
         load_pipeline(spec, CPU, F32)
 
 

@@ -28,16 +28,19 @@ def test_help_lists_every_option_in_the_tome_group(pytester: pytest.Pytester) ->
 
 def test_ratios_and_models_parametrize_with_readable_ids(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest("--collect-only", "-q", "--tome-ratios=0.3,0.5,0.3",
-                                "--tome-models=tiny-sd,tiny-ldm")
+    result = pytester.runpytest(
+        "--collect-only", "-q", "--tome-ratios=0.3,0.5,0.3", "--tome-models=tiny-sd,tiny-ldm"
+    )
     assert result.ret == 0
-    result.stdout.fnmatch_lines([
-        "*test_merged_images_are_valid[[]tiny-sd-r0.3[]]",
-        "*test_merged_images_are_valid[[]tiny-sd-r0.5[]]",
-        "*test_merged_images_are_valid[[]tiny-ldm-r0.3[]]",
-        "*test_merged_images_are_valid[[]tiny-ldm-r0.5[]]",
-        "4 tests collected*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_merged_images_are_valid[[]tiny-sd-r0.3[]]",
+            "*test_merged_images_are_valid[[]tiny-sd-r0.5[]]",
+            "*test_merged_images_are_valid[[]tiny-ldm-r0.3[]]",
+            "*test_merged_images_are_valid[[]tiny-ldm-r0.5[]]",
+            "4 tests collected*",
+        ]
+    )
 
 
 def test_ini_keys_set_the_same_options(pytester: pytest.Pytester) -> None:
@@ -52,13 +55,16 @@ def test_ini_keys_set_the_same_options(pytester: pytest.Pytester) -> None:
 
 def test_header_shows_the_resolved_settings_and_versions(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing_tome():\n    assert True\n")
-    result = pytester.runpytest("--tome-ratios=0.3", "--tome-steps=2", "--tome-seed=7",
-                                "--tome-device=cpu")
-    result.stdout.fnmatch_lines([
-        "tome: models=tiny-ddpm,tiny-ldm,tiny-sd ratios=0.3",
-        "tome: device=cpu dtype=float32 steps=2 seed=7 images=1 rounds=5 warmup=1",
-        "tome: baselines=*baselines (torch *, diffusers *, tomesd *)",
-    ])
+    result = pytester.runpytest(
+        "--tome-ratios=0.3", "--tome-steps=2", "--tome-seed=7", "--tome-device=cpu"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "tome: models=tiny-ddpm,tiny-ldm,tiny-sd ratios=0.3",
+            "tome: device=cpu dtype=float32 steps=2 seed=7 images=1 rounds=5 warmup=1",
+            "tome: baselines=*baselines (torch *, diffusers *, tomesd *)",
+        ]
+    )
     result.assert_outcomes(passed=1)
 
 
@@ -134,6 +140,34 @@ def test_settings_fixture_is_frozen_and_resolved(pytester: pytest.Pytester) -> N
                 tome_settings.steps = 5
         """
     )
-    result = pytester.runpytest("--tome-models=tiny-ldm", "--tome-ratios=0.3,0.5",
-                                "--tome-steps=3", "--tome-device=cpu")
+    result = pytester.runpytest(
+        "--tome-models=tiny-ldm", "--tome-ratios=0.3,0.5", "--tome-steps=3", "--tome-device=cpu"
+    )
     result.assert_outcomes(passed=1)
+
+
+def test_fixtures_run_on_a_saved_pipeline_folder(pytester: pytest.Pytester) -> None:
+    from pytest_tome.pipelines import build_embedded
+
+    build_embedded("tiny-ldm").save_pretrained(pytester.path / "saved-ldm")
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest("--tome-models=./saved-ldm", "--tome-ratios=0.5",
+                                "--tome-steps=2", "-v")
+    result.stdout.fnmatch_lines(["*test_merged_images_are_valid[[]./saved-ldm-r0.5[]] PASSED*"])
+    result.assert_outcomes(passed=1)
+
+
+def test_a_model_tome_cannot_merge_fails_with_the_reason(pytester: pytest.Pytester) -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=16, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                       add_attention=False)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(pytester.path / "no-attn")
+    pytester.makepyfile(USER_TEST)
+    result = pytester.runpytest("--tome-models=./no-attn", "--tome-ratios=0,0.5",
+                                "--tome-steps=1")
+    result.assert_outcomes(passed=1, failed=1)  # ratio 0 needs no merging; 0.5 cannot merge
+    result.stdout.fnmatch_lines(["*./no-attn: *UNet2DModel*attention*"])
+    assert "Traceback" not in result.stdout.str()
