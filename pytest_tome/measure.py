@@ -21,11 +21,10 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from pytest_tome.results import MEMORY_CUDA, MEMORY_RSS, NOT_MEASURED
+
 T = TypeVar("T")
 
-MEMORY_CUDA = "cuda max_memory_allocated"
-MEMORY_RSS = "peak RSS growth"
-NOT_MEASURED = "not measured"
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")

@@ -183,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "rounds",
         "timed rounds per ratio (each: one unmerged and one merged run)",
-        "5",
+        "6",
         _positive_int("rounds", 2),
         "N",
     ),

@@ -1,7 +1,8 @@
 """Real-size architecture presets with random weights, for timing offline.
 
 Timing depends on the architecture, not on the weight values, so these build the exact
-configs of the models the thesis measured (see ARCHITECTURES.md) without downloading
+configs of the models the thesis measured (google/ddpm-celebahq-256, CompVis/ldm-celebahq-256,
+stable-diffusion-v1-5; UNet parameter counts checked in tests/test_presets.py) without downloading
 anything. Their images are noise: quality verdicts do not apply to them.
 """
 

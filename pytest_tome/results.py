@@ -18,6 +18,11 @@ NOT_APPLICABLE = "n/a"  # e.g. quality of random weights
 NOT_MERGEABLE = "not mergeable"  # the ratio is above what the model or sx, sy allow
 VERDICTS = (FAIL, NEW, PASS, NOT_APPLICABLE, NOT_MERGEABLE)
 
+# How peak memory was measured (RatioResult.memory_method).
+MEMORY_CUDA = "cuda max_memory_allocated"
+MEMORY_RSS = "peak RSS growth"
+NOT_MEASURED = "not measured"
+
 
 @dataclass(frozen=True)
 class RatioResult:

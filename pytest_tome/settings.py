@@ -25,7 +25,7 @@ class TomeSettings:
     steps: int = 4
     seed: int = 0
     images: int = 1
-    rounds: int = 5
+    rounds: int = 6
     warmup: int = 1
     baselines: Path = Path("baselines")
     save_baselines: bool = False

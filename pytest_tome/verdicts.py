@@ -13,16 +13,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pytest_tome.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.results import (
+    FAIL,
+    MEMORY_RSS,
+    NEW,
+    NOT_APPLICABLE,
+    NOT_MEASURED,
+    PASS,
+    RatioResult,
+)
 from pytest_tome.stats import median_ci, paired_ratios, significantly_worse, spread
 
-NOT_MEASURED = "not measured"
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
 IDENTICAL_PSNR = 80.0
 # Peak memory may grow by this much whatever the tolerance: resident-set and allocator
 # granularity make a few MiB come and go between runs of the same code on small models.
 MEMORY_SLACK_BYTES = 16 << 20
+RSS_NOT_GATED = (
+    "reported, not gated: a process's peak RSS growth depends on what it allocated before "
+    "(the same call reads 40 or 90 MiB); gated where the allocator counts bytes (CUDA)"
+)
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,8 @@ def _memory(
         return replace(row, status=NEW, why="no baseline yet")
     if not base:
         return replace(row, why="the baseline has no memory measurement")
+    if current.memory_method == MEMORY_RSS:
+        return replace(row, status=NOT_APPLICABLE, why=RSS_NOT_GATED)
     if baseline.memory_method != current.memory_method:
         notes.append(
             f"peak memory not compared: baseline measured {baseline.memory_method!r}, "

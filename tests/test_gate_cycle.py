@@ -69,7 +69,7 @@ def _baseline(pytester: pytest.Pytester) -> dict:
 
 
 def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
 
     missing = _run(pytester, "--tome-ratios=0.5")
     missing.assert_outcomes(failed=1)
@@ -104,22 +104,22 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     pytester.makeconftest(PLANT.format(plant="noisy"))
     noisy = _run(pytester, "--tome-ratios=0.5")
     noisy.assert_outcomes(failed=1)
-    noisy.stdout.fnmatch_lines(["*psnr*fail*"])
+    noisy.stdout.fnmatch_lines(["*PSNR*fail*"])
 
 
 def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
     pytester.makeconftest(PLANT.format(plant="noisy"))
     pytester.makepyfile(
-        test_gate=GATE_TEST.replace(
+        test_user_gate=GATE_TEST.replace(
             "def test_gate", "@pytest.mark.tome(psnr=100, ssim=1)\ndef test_gate"
         )
     )
     _run(pytester, "--tome-ratios=0.5").assert_outcomes(passed=1)
 
     pytester.makepyfile(
-        test_gate=GATE_TEST.replace(
+        test_user_gate=GATE_TEST.replace(
             "def test_gate", "@pytest.mark.tome(sharpness=2)\ndef test_gate"
         )
     )
@@ -129,7 +129,7 @@ def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) 
 
 
 def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
     result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=3")
     result.assert_outcomes(failed=1)
@@ -141,7 +141,7 @@ def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> 
 def test_corrupt_baseline_fails_naming_the_file_and_saving_moves_it_aside(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     folder = pytester.path / "baselines" / "cpu"
     folder.mkdir(parents=True)
     (folder / "tiny-ldm.json").write_text('{"schema": 1, "entries": {"0.5": ')
@@ -159,7 +159,7 @@ def test_corrupt_baseline_fails_naming_the_file_and_saving_moves_it_aside(
 
 
 def test_a_baselines_folder_that_cannot_be_written_fails_clearly(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     (pytester.path / "baselines").write_text("not a folder")
     result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines")
     result.assert_outcomes(failed=1)
@@ -169,7 +169,7 @@ def test_a_baselines_folder_that_cannot_be_written_fails_clearly(pytester: pytes
 
 
 def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     result = _run(
         pytester,
         "--tome-ratios=0.7:0.9:0.1",
@@ -189,7 +189,7 @@ def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.
 
 
 def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     result = _run(
         pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--benchmark-json=bench.json"
     )
@@ -202,7 +202,7 @@ def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> N
 
 
 def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     result = pytester.runpytest_subprocess(
         *FAST,
         "--tome-baselines=baselines",
@@ -221,32 +221,39 @@ def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pyt
 
 
 def test_progress_shows_in_verbose_runs_and_never_in_quiet_ones(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0")
     verbose = _run(pytester, *args, "-v")
-    verbose.stdout.fnmatch_lines(["[[]tome[]] tiny-ldm: timing the layers ToMe merges (headroom)",
-                                  "[[]tome[]] tiny-ldm r0.5: round 1/2 (*",
-                                  "[[]tome[]] tiny-ldm r0.5: round 2/2 (*"])
+    verbose.stdout.fnmatch_lines(
+        [
+            "[[]tome[]] tiny-ldm: timing the layers ToMe merges (headroom)",
+            "[[]tome[]] tiny-ldm r0.5: round 1/2 (*",
+            "[[]tome[]] tiny-ldm r0.5: round 2/2 (*",
+        ]
+    )
     quiet = _run(pytester, *args, "-q")
     quiet.assert_outcomes(passed=1)
     assert "[tome]" not in quiet.stdout.str()
 
 
-def test_step_summary_gets_the_tables(pytester: pytest.Pytester,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_step_summary_gets_the_tables(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary = pytester.path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    pytester.makepyfile(test_gate=GATE_TEST)
-    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2",
-         "--tome-warmup=0").assert_outcomes(passed=1)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    _run(
+        pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0"
+    ).assert_outcomes(passed=1)
     text = summary.read_text()
     assert text.startswith("# pytest-tome report") and "## tiny-ldm" in text
-    assert any(line.startswith("|") and "0.5" in line and "new" in line
-               for line in text.splitlines())
+    assert any(
+        line.startswith("|") and "0.5" in line and "new" in line for line in text.splitlines()
+    )
 
 
 def test_a_report_path_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=GATE_TEST)
+    pytester.makepyfile(test_user_gate=GATE_TEST)
     (pytester.path / "taken").write_text("a file")
     result = _run(pytester, "--tome-ratios=0.5", "--tome-report=taken")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -61,7 +61,7 @@ def test_header_shows_the_resolved_settings_and_versions(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(
         [
             "tome: models=tiny-ddpm,tiny-ldm,tiny-sd ratios=0.3",
-            "tome: device=cpu dtype=float32 steps=2 seed=7 images=1 rounds=5 warmup=1",
+            "tome: device=cpu dtype=float32 steps=2 seed=7 images=1 rounds=6 warmup=1",
             "tome: baselines=*baselines (torch *, diffusers *, tomesd *)",
         ]
     )
@@ -151,8 +151,9 @@ def test_fixtures_run_on_a_saved_pipeline_folder(pytester: pytest.Pytester) -> N
 
     build_embedded("tiny-ldm").save_pretrained(pytester.path / "saved-ldm")
     pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest("--tome-models=./saved-ldm", "--tome-ratios=0.5",
-                                "--tome-steps=2", "-v")
+    result = pytester.runpytest(
+        "--tome-models=./saved-ldm", "--tome-ratios=0.5", "--tome-steps=2", "-v"
+    )
     result.stdout.fnmatch_lines(["*test_merged_images_are_valid[[]./saved-ldm-r0.5[]] PASSED*"])
     result.assert_outcomes(passed=1)
 
@@ -160,14 +161,18 @@ def test_fixtures_run_on_a_saved_pipeline_folder(pytester: pytest.Pytester) -> N
 def test_a_model_tome_cannot_merge_fails_with_the_reason(pytester: pytest.Pytester) -> None:
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-    unet = UNet2DModel(sample_size=16, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-                       add_attention=False)
+    unet = UNet2DModel(
+        sample_size=16,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        add_attention=False,
+    )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(pytester.path / "no-attn")
     pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest("--tome-models=./no-attn", "--tome-ratios=0,0.5",
-                                "--tome-steps=1")
+    result = pytester.runpytest("--tome-models=./no-attn", "--tome-ratios=0,0.5", "--tome-steps=1")
     result.assert_outcomes(passed=1, failed=1)  # ratio 0 needs no merging; 0.5 cannot merge
     result.stdout.fnmatch_lines(["*./no-attn: *UNet2DModel*attention*"])
     assert "Traceback" not in result.stdout.str()

@@ -184,13 +184,23 @@ def test_memory_not_measured_on_either_side_is_never_pass_or_fail(baseline):
 
 
 def test_memory_measured_differently_is_not_compared(baseline):
-    cuda = dataclasses.replace(
-        baseline, memory_method="cuda max_memory_allocated", memory_tome_samples=(10**12,) * 7
+    other = dataclasses.replace(
+        baseline, memory_method="some other counter", memory_tome_samples=(10**12,) * 7
     )
-    decision = decide(cuda, baseline, Tolerances(), quality_applies=True)
+    decision = decide(other, baseline, Tolerances(), quality_applies=True)
     assert decision.rows[1].status == NOT_MEASURED
     assert decision.verdict == PASS
     assert any("not compared" in reason for reason in decision.reasons)
+
+
+def test_peak_rss_is_reported_but_never_gated(baseline):
+    rss = dataclasses.replace(baseline, memory_method="peak RSS growth")
+    doubled = dataclasses.replace(
+        rss, memory_tome_samples=tuple(2 * m for m in rss.memory_tome_samples)
+    )
+    row = decide(doubled, rss, Tolerances(), quality_applies=True).rows[1]
+    assert row.status == NOT_APPLICABLE and "not gated" in row.why
+    assert row.measured != row.baseline  # still shown
 
 
 def test_memory_single_values_count_as_deterministic(baseline):

@@ -48,7 +48,7 @@ def result(ratio, time_base, time_tome, *, memory=100 * MIB, psnr=30.0, ssim=0.9
         memory_tome=memory,
         memory_base_samples=(90 * MIB,) * ROUNDS,
         memory_tome_samples=(memory,) * ROUNDS,
-        memory_method="peak RSS growth",
+        memory_method="cuda max_memory_allocated",
         psnr=psnr,
         ssim=ssim,
         patched_layers=2,
