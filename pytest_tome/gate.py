@@ -104,10 +104,10 @@ class Gate:
                 self.pipe, ratio, steps=s.steps, seed=s.seed, images=s.images, **TOME_ARGS
             )
             done[0] += 1
-            self.progress(
-                f"{self.spec.name} r{ratio:g}: round {done[0]}/{s.warmup + s.rounds}"
-                f" ({time.perf_counter() - start:.0f} s)"
-            )
+            total = s.warmup + s.rounds
+            step = f"round {done[0]}/{total}" if done[0] <= total else "peak memory"
+            elapsed = time.perf_counter() - start
+            self.progress(f"{self.spec.name} r{ratio:g}: {step} ({elapsed:.0f} s)")
             return images
 
         done, start = [0], time.perf_counter()

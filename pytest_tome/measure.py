@@ -26,6 +26,9 @@ from pytest_tome.results import MEMORY_CUDA, MEMORY_RSS, NOT_MEASURED
 T = TypeVar("T")
 
 
+# Untimed pairs of calls for a memory probe that would disturb timing (CPU peak RSS).
+MEMORY_ROUNDS = 2
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -60,6 +63,7 @@ class PeakMemory:
     """Not measured: the honest answer where no reliable peak counter exists."""
 
     method = NOT_MEASURED
+    intrusive = False  # True: probing costs time inside the call, so keep it out of timed calls
 
     def start(self) -> None:
         pass
@@ -92,6 +96,7 @@ class RssPeakMemory(PeakMemory):
     """
 
     method = MEMORY_RSS
+    intrusive = True  # after malloc_trim the call page-faults its memory back in
 
     def __init__(self, malloc_trim: Callable[[int], Any]) -> None:
         self._trim = malloc_trim
@@ -156,13 +161,15 @@ class _Recorder(Generic[T]):
         self.outputs: dict[str, Any] = {}
 
     def _timed(self, side: str, run: Callable[[], T]) -> T:
+        probe = not self.memory.intrusive
         self.sync()
-        self.memory.start()
+        if probe:
+            self.memory.start()
         start = time.perf_counter()
         output = run()
         self.sync()
         elapsed = time.perf_counter() - start
-        self.peaks[side].append(self.memory.stop())
+        self.peaks[side].append(self.memory.stop() if probe else None)
         self.times[side].append(elapsed / self.images)
         self.outputs[side] = output
         return output
@@ -172,6 +179,20 @@ class _Recorder(Generic[T]):
 
     def tome(self) -> T:
         return self._timed("tome", self.run_tome)
+
+    def untimed_peaks(self, rounds: int) -> dict[str, tuple[int, ...]]:
+        """Peak memory from extra untimed pairs of calls, for a probe that disturbs timing."""
+        peaks: dict[str, list[int]] = {"base": [], "tome": []}
+        for _ in range(rounds):
+            for side, run in (("base", self.run_base), ("tome", self.run_tome)):
+                self.sync()
+                self.memory.start()
+                run()
+                self.sync()
+                peak = self.memory.stop()
+                if peak is not None:
+                    peaks[side].append(peak)
+        return {side: tuple(samples) for side, samples in peaks.items()}
 
     def pairs(self) -> int:
         return min(len(self.times["base"]), len(self.times["tome"]))
@@ -223,11 +244,16 @@ def interleaved(
         recorder.base()
         recorder.tome()
     kept = slice(warmup, total)
-    peaks = {
-        side: tuple(p for p in recorder.peaks[side][kept] if p is not None)
-        for side in ("base", "tome")
-    }
-    measured = all(len(samples) == rounds for samples in peaks.values())
+    if recorder.memory.intrusive:
+        expected = MEMORY_ROUNDS
+        peaks = recorder.untimed_peaks(MEMORY_ROUNDS)
+    else:
+        expected = rounds
+        peaks = {
+            side: tuple(p for p in recorder.peaks[side][kept] if p is not None)
+            for side in ("base", "tome")
+        }
+    measured = all(len(samples) == expected for samples in peaks.values())
     return PairedRun(
         time_base=tuple(recorder.times["base"][kept]),
         time_tome=tuple(recorder.times["tome"][kept]),

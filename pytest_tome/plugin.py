@@ -21,8 +21,8 @@ from pytest_tome.session import SESSION_KEY, TomeSession
 from pytest_tome.settings import SettingsError, build_settings
 
 MARKER = (
-    "tome(speed=None, memory=None, psnr=None, ssim=None): per-test tolerances of the ToMe "
-    "gate, overriding --tome-tol-*"
+    "tome(speed=None, memory=None, psnr=None, ssim=None, alpha=None): per-test tolerances of "
+    "the ToMe gate, overriding --tome-tol-* (alpha: significance level, default 0.01)"
 )
 
 

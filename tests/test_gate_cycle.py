@@ -21,8 +21,8 @@ def test_gate(tome_gate, tome_ratio):
 """
 FAST = (
     "--tome-models=tiny-ldm",
-    "--tome-steps=2",
-    "--tome-rounds=6",
+    "--tome-steps=3",
+    "--tome-rounds=8",
     "--tome-warmup=1",
     "-p",
     "no:randomly",
@@ -30,7 +30,10 @@ FAST = (
     "no:cacheprovider",
 )
 
-# Wraps the merged run: sleeps for a quarter of its own time (a 25% slowdown of the merged path),
+# Wraps the merged run: sleeps for half of its own time (a 50% slowdown of the merged path; the
+# 25% case is measured on the full gate, see the README), or adds noise to the merged images
+# (a quality loss). Ratio 0 runs are never touched. Inner runs of tiny-ldm take ~0.1 s a call,
+# where a few ms of jitter are a large share: the bigger plant keeps the test from flaking.
 # or adds noise to the merged images (a quality loss). Ratio 0 runs are never touched.
 PLANT = """
 import time
@@ -44,7 +47,7 @@ def slow_generate(pipe, ratio, **kwargs):
     start = time.perf_counter()
     images = _generate(pipe, ratio, **kwargs)
     if ratio > 0:
-        time.sleep(0.25 * (time.perf_counter() - start))
+        time.sleep(0.5 * (time.perf_counter() - start))
     return images
 
 def noisy_generate(pipe, ratio, **kwargs):
@@ -84,7 +87,7 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     saved.assert_outcomes(passed=2)
     entries = _baseline(pytester)["entries"]
     assert sorted(entries) == ["0.3", "0.5"]
-    assert len(entries["0.5"]["time_tome"]) == 6 and entries["0.5"]["psnr"] > 20
+    assert len(entries["0.5"]["time_tome"]) == 8 and entries["0.5"]["psnr"] > 20
 
     again = _run(pytester, "--tome-ratios=0.3,0.5")
     again.assert_outcomes(passed=2)
@@ -131,10 +134,10 @@ def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) 
 def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
-    result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=3")
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=2")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*measured with different settings*", "*steps: baseline 2, now 3*"]
+        ["*measured with different settings*", "*steps: baseline 3, now 2*"]
     )
 
 
@@ -195,7 +198,7 @@ def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> N
     )
     result.assert_outcomes(passed=1)
     bench = json.loads(Path(pytester.path, "bench.json").read_text())["benchmarks"]
-    assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 6
+    assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 8
     info = bench[0]["extra_info"]
     assert info["model"] == "tiny-ldm" and info["ratio"] == 0.5
     assert info["speedup"] > 0 and info["psnr"] > 20 and 0 < info["ssim"] <= 1

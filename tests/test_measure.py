@@ -38,6 +38,8 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=fake.perf_counter))
+    # Timing tests count calls: no memory probe, which on CPU adds untimed calls of its own.
+    monkeypatch.setattr(measure, "peak_memory", lambda device: measure.PeakMemory())
     return fake
 
 
@@ -130,6 +132,30 @@ def test_a_device_without_a_peak_counter_reports_not_measured_never_zero():
     assert (run.memory_base, run.memory_tome) == (None, None)
     assert run.memory_base_samples == run.memory_tome_samples == ()
     assert run.memory_method == NOT_MEASURED
+
+
+def test_an_intrusive_memory_probe_stays_out_of_the_timed_calls(clock, monkeypatch):
+    events: list[str] = []
+
+    class Probe(measure.PeakMemory):
+        method, intrusive = "probe", True
+
+        def start(self) -> None:
+            events.append(f"start before call {len(clock.calls)}")
+
+        def stop(self) -> int:
+            return 7
+
+    monkeypatch.setattr(measure, "peak_memory", lambda device: Probe())
+    run = interleaved(*make_sides(clock), rounds=3, warmup=1, device=CPU, images_per_call=1)
+    timed_calls = 2 * (1 + 3)
+    assert clock.calls == ["base", "tome"] * (4 + measure.MEMORY_ROUNDS)
+    assert events == [
+        f"start before call {timed_calls + i}" for i in range(2 * measure.MEMORY_ROUNDS)
+    ]
+    assert run.time_tome == (2.0, 3.0, 4.0)  # the probe's calls are not timed samples
+    assert run.memory_tome_samples == (7,) * measure.MEMORY_ROUNDS
+    assert (run.output_base, run.output_tome) == ("base output 3", "tome output 3")
 
 
 def test_memory_values_are_medians_of_the_rounds():
