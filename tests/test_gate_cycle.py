@@ -261,3 +261,18 @@ def test_a_report_path_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester
     result = _run(pytester, "--tome-ratios=0.5", "--tome-report=taken")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--tome-report:*taken*"])
+
+
+def test_benchmark_autosave_then_compare_works_as_pytest_benchmark_users_expect(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    storage = "--benchmark-storage=file://bench"
+    args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=3", "--tome-warmup=0")
+    _run(pytester, *args, "--benchmark-autosave", storage).assert_outcomes(passed=1)
+    assert len(list((pytester.path / "bench").rglob("*.json"))) == 1
+    compared = _run(pytester, *args, storage, "--benchmark-compare",
+                    "--benchmark-compare-fail=median:1000%")  # fmt: skip
+    compared.assert_outcomes(passed=1)
+    compared.stderr.fnmatch_lines(["Comparing against benchmarks from: *0001_*.json"])
+    compared.stdout.fnmatch_lines(["*test_gate[[]tiny-ldm-r0.5[]] (0001_*", "*(NOW)*"])
