@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 # Exhaustive permutations for the small samples we see, so the p-value is exact and the
 # seed only matters for very large samples, where resampling takes over.
@@ -84,6 +83,8 @@ def median_ci(
     statistics covers 95%; then the interval is (min, max), whose coverage 1 - 2 * 0.5**n
     is returned instead (93.75% for five samples).
     """
+    from scipy import stats  # here, not at import: the plugin loads this module at start-up
+
     values = _checked(samples, "samples")
     n = values.size
     if n >= 2:
@@ -133,6 +134,8 @@ def significantly_worse(
         raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
     base = _checked(baseline, "baseline samples")
     cur = _checked(current, "current samples")
+    from scipy import stats
+
     sign = 1.0 if worse == "higher" else -1.0
     if np.ptp(base) == 0 and np.ptp(cur) == 0:
         return Significance(bool(sign * (cur[0] - base[0]) > 0), "deterministic")
