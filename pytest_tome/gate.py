@@ -7,9 +7,10 @@ baseline comparison (verdicts) -> recorded in the session for the report.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -22,15 +23,18 @@ from pytest_tome.session import TomeSession
 from pytest_tome.verdicts import Tolerances
 
 TOLERANCES_KEY = pytest.StashKey[Tolerances]()
-TOME_ARGS = {
-    "sx": 2,
-    "sy": 2,
-    "max_downsample": 1,
-    "use_rand": True,
-    "merge_attn": True,
-    "merge_crossattn": False,
-    "merge_mlp": False,
-}
+# The ToMe arguments the gate measures with (tomesd's defaults); part of every fingerprint.
+TOME_ARGS: Mapping[str, Any] = MappingProxyType(
+    {
+        "sx": 2,
+        "sy": 2,
+        "max_downsample": 1,
+        "use_rand": True,
+        "merge_attn": True,
+        "merge_crossattn": False,
+        "merge_mlp": False,
+    }
+)
 
 
 @dataclass
@@ -236,7 +240,7 @@ class Gate:
             images=s.images,
             resolution=[image.height, image.width] if image else None,
             dtype=s.dtype,
-            tome=TOME_ARGS,
+            tome=dict(TOME_ARGS),
         )
 
     def _device_key(self) -> str:
