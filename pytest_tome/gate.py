@@ -109,7 +109,7 @@ class Gate:
             )
             done[0] += 1
             total = s.warmup + s.rounds
-            step = f"round {done[0]}/{total}" if done[0] <= total else "peak memory"
+            step = f"round {done[0]}/{total}" if done[0] <= total else "peak memory (untimed)"
             elapsed = time.perf_counter() - start
             self.progress(f"{self.spec.name} r{ratio:g}: {step} ({elapsed:.0f} s)")
             return images

@@ -176,8 +176,22 @@ def _draw_speedup(ax: Axes, model: str, rows: Sequence[RatioResult], style: dict
     )
 
 
-def _draw_bound(ax: Axes, bound: float, color: str) -> None:
-    """The Amdahl bound: a dotted line in the model's colour, labelled at the right."""
+def _draw_bound(ax: Axes, bound: float, color: str, *, top: float, slot: int) -> None:
+    """The Amdahl bound: a dotted line in the model's colour, labelled at the right; a bound
+    far above every measured speedup is named at the top instead of squashing the data."""
+    if bound > top:
+        ax.annotate(
+            f"Amdahl bound {bound:.2f}x (off scale)",
+            xy=(1.0, 1.0),
+            xycoords="axes fraction",
+            xytext=(-4, -4 - 11 * slot),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=color,
+        )
+        return
     ax.axhline(bound, color=color, ls=":", lw=1.6)
     ax.annotate(
         f"Amdahl bound {bound:.2f}x",
@@ -211,13 +225,22 @@ def plot_speed(
         fig = Figure(figsize=(11, 5.2))
         ax_time, ax_speed = fig.subplots(1, 2)
         times: list[float] = []
+        highs = [
+            r.speedup_ci[1] if r.speedup_ci else r.speedup
+            for rows in groups.values()
+            for r in rows
+            if r.speedup is not None
+        ]
+        top = 1.6 * max(highs, default=1.0)  # bounds above this would squash the curves
+        off_scale = 0
         for index, (model, rows) in enumerate(groups.items()):
             if rows:
                 style = _style(index)
                 times += _draw_time(ax_time, model, rows, style)
                 _draw_speedup(ax_speed, model, rows, style)
                 if model in bounds:
-                    _draw_bound(ax_speed, bounds[model], style["color"])
+                    _draw_bound(ax_speed, bounds[model], style["color"], top=top, slot=off_scale)
+                    off_scale += bounds[model] > top
         ax_speed.axhline(1.0, color="#333333", ls="--", lw=1.2, label="1.0x (no gain)")
         if bounds:
             ax_speed.plot([], [], color=NOTE_COLOR, ls=":", lw=1.6, label="Amdahl bound")
@@ -301,7 +324,10 @@ def plot_quality(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
         ax_psnr.set_ylabel("PSNR (dB, higher is closer)")
         ax_ssim.set_title("SSIM against the unmerged image")
         ax_ssim.set_ylabel("SSIM (1 = identical)")
-        ax_ssim.set_ylim(min(0.0, ax_ssim.get_ylim()[0]), 1.02)
+        lowest = min((r.ssim for rows in groups.values() for r in rows if r.ssim is not None),
+                     default=0.0)  # fmt: skip
+        # Zoomed to the data: near-identical images would otherwise all sit flat on 1.0.
+        ax_ssim.set_ylim(max(0.0, lowest - 0.25 * (1.0 - lowest) - 0.005), 1.0 + 0.005)
         for ax in (ax_psnr, ax_ssim):
             _ratio_axis(ax, ratios)
         _finish(fig, "Token merging: image quality", sub, notes, ax_psnr)
