@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pytest_tome.pipelines import DEFAULT_MODELS
+
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -165,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         "models",
         "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
         "local folders or hub ids, comma-separated",
-        "tiny-ddpm,tiny-ldm,tiny-sd",
+        ",".join(DEFAULT_MODELS),
         parse_models,
         "LIST",
     ),
