@@ -213,6 +213,7 @@ def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pyt
         "--tome-save-baselines",
         "--tome-rounds=2",
         "--tome-warmup=0",
+        "--tome-report=report",
         "-n",
         "2",
     )
@@ -221,6 +222,9 @@ def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(
         ["*pytest-tome*", "tiny-ldm (cpu*", "*0.1*new", "*0.2*new", "*0.3*new", "*0.4*new"]
     )
+    report = json.loads((pytester.path / "report" / "report.json").read_text())
+    assert sorted(r["ratio"] for r in report["results"]) == [0.1, 0.2, 0.3, 0.4]
+    assert [h["model"] for h in report["headroom"]] == ["tiny-ldm"]
 
 
 def test_progress_shows_in_verbose_runs_and_never_in_quiet_ones(pytester: pytest.Pytester) -> None:

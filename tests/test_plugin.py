@@ -176,3 +176,25 @@ def test_a_model_tome_cannot_merge_fails_with_the_reason(pytester: pytest.Pytest
     result.assert_outcomes(passed=1, failed=1)  # ratio 0 needs no merging; 0.5 cannot merge
     result.stdout.fnmatch_lines(["*./no-attn: *UNet2DModel*attention*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_pipeline_is_built_once_per_model_per_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        seen = {}  # model -> every pipeline object a test got (kept alive: no id reuse)
+
+        def test_first(tome_pipeline, tome_model, tome_ratio):
+            seen.setdefault(tome_model.name, []).append(tome_pipeline)
+
+        def test_second(tome_pipeline, tome_model, tome_ratio):
+            seen.setdefault(tome_model.name, []).append(tome_pipeline)
+
+        def test_zz_one_object_per_model():
+            assert sorted(seen) == ["tiny-ddpm", "tiny-ldm"]
+            for model, pipes in seen.items():
+                assert len(pipes) == 4 and all(p is pipes[0] for p in pipes), model
+        """
+    )
+    result = pytester.runpytest("--tome-models=tiny-ldm,tiny-ddpm", "--tome-ratios=0.3,0.5",
+                                "-p", "no:randomly")  # fmt: skip
+    result.assert_outcomes(passed=9)
