@@ -7,6 +7,7 @@ controller through `workeroutput`, and `report.json` can be written from them as
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -132,8 +133,4 @@ def float_from_json(value: float | str | None) -> float | None:
 
 
 def _median(values: tuple[float, ...]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return statistics.median(values) if values else None
