@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pytest_tome.patch import (
+    from pytest_tome.engine import (
         TomeNotApplicable,
         TomePatch,
         apply_tome,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from pytest_tome import patch
+        from pytest_tome import engine
 
-        return getattr(patch, name)
+        return getattr(engine, name)
     raise AttributeError(f"module 'pytest_tome' has no attribute {name!r}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pytest_tome.failures import fail_test_on
-from pytest_tome.pipelines import ModelLoadError, ModelSpec
+from pytest_tome.models.spec import ModelLoadError, ModelSpec
 from pytest_tome.session import tome_session
 from pytest_tome.settings import TomeSettings
 
@@ -37,7 +37,7 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
     """The pipeline of `tome_model`, built or loaded once per session, progress bars off."""
     import torch
 
-    from pytest_tome.pipelines import load_pipeline
+    from pytest_tome.models.loading import load_pipeline
 
     with fail_test_on(ModelLoadError):
         pipe = load_pipeline(
@@ -57,8 +57,8 @@ def tome_generate(
     so the cached pipeline is never left patched. A ratio that cannot merge anything on this
     model fails the test with the reason, never passes silently.
     """
-    from pytest_tome.patch import TomeNotApplicable, max_ratio
-    from pytest_tome.runs import generate
+    from pytest_tome.engine import TomeNotApplicable, max_ratio
+    from pytest_tome.gate.runs import generate
 
     def run(ratio: float, **tome_kwargs: Any) -> np.ndarray:
         __tracebackhide__ = True
@@ -96,7 +96,7 @@ def tome_gate(
     The merged runs are pytest-benchmark's timed rounds (the unmerged run is each round's
     setup), so `--benchmark-compare` and `--benchmark-json` see them. One ratio per test.
     """
-    from pytest_tome.gate import TOLERANCES_KEY, Gate, save_command
+    from pytest_tome.gate.check import TOLERANCES_KEY, Gate, save_command
     from pytest_tome.progress import progress_writer
 
     def check(ratio: float) -> Any:

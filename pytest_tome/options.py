@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tome.pipelines import DEFAULT_MODELS
+from pytest_tome.models.embedded import DEFAULT_MODELS
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
 DTYPES = ("float32", "float16", "bfloat16")
@@ -125,7 +125,7 @@ def _positive_int(what: str, minimum: int) -> Callable[[str], int]:
 
 def _tolerance(metric: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        from pytest_tome.verdicts import parse_tolerance
+        from pytest_tome.gate.verdicts import parse_tolerance
 
         try:
             return parse_tolerance(metric, text)

@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     if config.option.help or config.option.version:
         return
-    from pytest_tome.presets import PRESETS
+    from pytest_tome.models.presets import PRESETS
 
     workerinput = getattr(config, "workerinput", None)
     worker = int(workerinput["workerid"].lstrip("gw")) if workerinput else None
@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     if settings.report is not None and workerinput is None:
-        from pytest_tome.report import ReportError, prepare_directory
+        from pytest_tome.report.summary import ReportError, prepare_directory
 
         try:
             prepare_directory(settings.report)
@@ -101,8 +101,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
-    from pytest_tome.gate import TOLERANCES_KEY
-    from pytest_tome.verdicts import tolerances_from_marker
+    from pytest_tome.gate.check import TOLERANCES_KEY
+    from pytest_tome.gate.verdicts import tolerances_from_marker
 
     for item in items:
         tolerances = session.settings.tolerances
@@ -153,7 +153,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if not state.results:
         return
-    from pytest_tome import report
+    from pytest_tome.report import summary as report
 
     results, headroom = state.sorted_results(), list(state.headroom.values())
     settings = {**state.settings.describe(), "versions": _versions()}
@@ -175,7 +175,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     state = terminalreporter.config.stash.get(SESSION_KEY, None)
     if state is None or not (state.results or state.notes):
         return
-    from pytest_tome.report import summary_lines
+    from pytest_tome.report.summary import summary_lines
 
     terminalreporter.write_sep("=", "pytest-tome")
     for line in summary_lines(state.sorted_results(), list(state.headroom.values())):

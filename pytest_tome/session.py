@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tome.results import Headroom, RatioResult
+from pytest_tome.gate.results import Headroom, RatioResult
 from pytest_tome.settings import TomeSettings
 
 

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_tome.pipelines import ModelLoadError, ModelSpec, resolve_model
-from pytest_tome.verdicts import Tolerances
+from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model
 
 
 class SettingsError(ValueError):

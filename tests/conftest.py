@@ -13,6 +13,6 @@ def _heavy_stack_imported() -> None:
     import torch._dynamo  # noqa: F401
     from diffusers import DDPMPipeline, LDMPipeline, StableDiffusionPipeline  # noqa: F401
 
-    import pytest_tome.gate
-    import pytest_tome.patch
-    import pytest_tome.report  # noqa: F401
+    import pytest_tome.engine
+    import pytest_tome.gate.check
+    import pytest_tome.report.summary  # noqa: F401

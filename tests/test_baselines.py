@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tome import baselines
-from pytest_tome.baselines import (
+from pytest_tome.gate import baselines
+from pytest_tome.gate.baselines import (
     BaselineEntry,
     BaselineError,
     BaselineFolderError,
@@ -28,7 +28,7 @@ from pytest_tome.baselines import (
     read_baselines,
     save_entries,
 )
-from pytest_tome.results import RatioResult
+from pytest_tome.gate.results import RatioResult
 
 SAVE = "pytest --tome-save-baselines"
 FP = fingerprint(steps=3, seed=0, versions={"torch": "2.13"})

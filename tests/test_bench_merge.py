@@ -19,9 +19,10 @@ import pytest
 import torch
 from tomesd.merge import bipartite_soft_matching_random2d
 
-from pytest_tome.merge import bipartite_soft_matching_2d
-from pytest_tome.patch import TomeAttnProcessor, TomeSettings, apply_tome, remove_tome
-from pytest_tome.presets import preset_unet
+from pytest_tome.engine import TomeArgs, apply_tome, remove_tome
+from pytest_tome.engine.families.unet2d import TomeAttnProcessor
+from pytest_tome.engine.matching import bipartite_soft_matching_2d
+from pytest_tome.models.presets import preset_unet
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any, ldm_unet: torch.nn
     assert all(captured[m][0][0].shape[-2:] == (32, 32) for m in layers)
 
     originals = [m.get_processor() for m in layers]
-    settings = TomeSettings(RATIO, seed=0)
+    settings = TomeArgs(RATIO, seed=0)
     matchers = {"ours": bipartite_soft_matching_2d, "tomesd": tomesd_match}
     processors = {
         "unpatched": originals,

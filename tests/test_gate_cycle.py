@@ -39,7 +39,7 @@ PLANT = """
 import time
 import numpy as np
 import pytest
-import pytest_tome.runs as runs
+import pytest_tome.gate.runs as runs
 
 _generate = runs.generate
 

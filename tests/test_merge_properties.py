@@ -1,4 +1,4 @@
-"""Properties of bipartite soft matching (pytest_tome.merge), on random token tensors."""
+"""Properties of bipartite soft matching (pytest_tome.engine.matching), on random token tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tomesd.merge import bipartite_soft_matching_random2d
 
-from pytest_tome.merge import TokenMerge, bipartite_soft_matching_2d
+from pytest_tome.engine.matching import TokenMerge, bipartite_soft_matching_2d
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 

@@ -12,18 +12,18 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
-from pytest_tome.patch import (
+from pytest_tome.engine import (
     BACKEND_OURS,
     BACKEND_TOMESD,
-    TomeAttnProcessor,
+    TomeArgs,
     TomeNotApplicable,
-    TomeSettings,
     apply_tome,
     max_ratio,
     remove_tome,
     tome_applied,
 )
-from pytest_tome.pipelines import build_embedded
+from pytest_tome.engine.families.unet2d import TomeAttnProcessor
+from pytest_tome.models.embedded import build_embedded
 
 EMBEDDED = ("tiny-ddpm", "tiny-ldm", "tiny-sd")
 
@@ -212,7 +212,7 @@ def test_lossless_merge_matches_diffusers_attention(
     temb = torch.randn(2, 4, 8, 8) if spatial_norm else None  # nearest-upsampled to 16x16 inside
     with torch.no_grad():
         expected = attn(x, temb=temb) if spatial_norm else attn(x)
-        settings = TomeSettings(0.75, use_rand=use_rand, seed=0)
+        settings = TomeArgs(0.75, use_rand=use_rand, seed=0)
         attn.set_processor(TomeAttnProcessor(attn.get_processor(), settings))
         got = attn(x, temb=temb) if spatial_norm else attn(x)
     assert not torch.equal(got, x)
@@ -414,7 +414,7 @@ def test_larger_strides_allow_larger_ratios(pipes: dict) -> None:
 
 
 def test_wrong_types_are_type_errors(pipes: dict) -> None:
-    with pytest.raises(TypeError, match=r"pipeline with a `.unet` or a torch.nn.Module.*got str"):
+    with pytest.raises(TypeError, match=r"pipeline with a `.unet` or `.transformer`, or a torch.nn.Module.*got str"):
         apply_tome("google/ddpm-celebahq-256", 0.5)
     with pytest.raises(TypeError, match=r"use_rand must be True or False, got 'yes'"):
         apply_tome(pipes["tiny-ldm"], 0.5, use_rand="yes")

@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_tome.pipelines import (
-    EMBEDDED,
-    ModelLoadError,
-    ModelSpec,
-    build_embedded,
-    load_pipeline,
-    resolve_model,
-)
-from pytest_tome.runs import generate
+from pytest_tome.gate.runs import generate
+from pytest_tome.models.embedded import EMBEDDED, build_embedded
+from pytest_tome.models.loading import load_pipeline
+from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model
 
 CPU, F32 = torch.device("cpu"), torch.float32
 

@@ -147,7 +147,7 @@ def test_settings_fixture_is_frozen_and_resolved(pytester: pytest.Pytester) -> N
 
 
 def test_fixtures_run_on_a_saved_pipeline_folder(pytester: pytest.Pytester) -> None:
-    from pytest_tome.pipelines import build_embedded
+    from pytest_tome.models.embedded import build_embedded
 
     build_embedded("tiny-ldm").save_pretrained(pytester.path / "saved-ldm")
     pytester.makepyfile(USER_TEST)

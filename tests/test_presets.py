@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_tome.patch import BACKEND_OURS, BACKEND_TOMESD, apply_tome, remove_tome
-from pytest_tome.presets import PRESETS, build_preset, preset_unet
+from pytest_tome.engine import BACKEND_OURS, BACKEND_TOMESD, apply_tome, remove_tome
+from pytest_tome.models.presets import PRESETS, build_preset, preset_unet
 
 
 def count(module: torch.nn.Module) -> int:

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from pytest_tome import plots, report
-from pytest_tome.report import ReportError
-from pytest_tome.results import (
+from pytest_tome.gate.results import (
     FAIL,
     NOT_APPLICABLE,
     NOT_MERGEABLE,
@@ -22,6 +20,9 @@ from pytest_tome.results import (
     ImageThumb,
     RatioResult,
 )
+from pytest_tome.report import plots
+from pytest_tome.report import summary as report
+from pytest_tome.report.summary import ReportError
 
 MiB = 2**20
 

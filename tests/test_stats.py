@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_tome.stats import (
+from pytest_tome.gate.stats import (
     median_ci,
     paired_ratios,
     paired_speedup,

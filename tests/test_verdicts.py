@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tome.baselines import read_baselines
-from pytest_tome.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
-from pytest_tome.verdicts import (
+from pytest_tome.gate.baselines import read_baselines
+from pytest_tome.gate.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.gate.verdicts import (
     NOT_MEASURED,
     Row,
     Tolerances,

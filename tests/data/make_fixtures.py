@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_tome.baselines import BaselineEntry, fingerprint, save_entries
-from pytest_tome.results import RatioResult
-from pytest_tome.stats import paired_speedup
+from pytest_tome.gate.baselines import BaselineEntry, fingerprint, save_entries
+from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.stats import paired_speedup
 
 HERE = Path(__file__).parent
 ROUNDS = 7

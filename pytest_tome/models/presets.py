@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 PRESET_SEED = 0
 
 DDPM_CELEBAHQ_UNET: dict[str, Any] = {  # google/ddpm-celebahq-256, 113,673,219 parameters
@@ -153,10 +151,10 @@ def _sd15() -> Any:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from pytest_tome.pipelines import _tiny_tokenizer
+    from pytest_tome.models.tokenizers import clip_tokenizer
 
     # The byte-level tokenizer's ids (< 514) all exist in CLIP's 49408-entry vocabulary.
-    tokenizer = _tiny_tokenizer()
+    tokenizer = clip_tokenizer()
     text_config = CLIPTextConfig(
         **SD15_TEXT,
         bos_token_id=tokenizer.bos_token_id,
@@ -221,6 +219,8 @@ def _lookup(table: dict[str, Callable[[], Any]], name: str) -> Callable[[], Any]
 
 def _seeded(factory: Callable[[], Any]) -> Any:
     """Run `factory` with the global RNG seeded, then put the caller's RNG state back."""
+    import torch
+
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(PRESET_SEED)

@@ -162,3 +162,29 @@ def bipartite_soft_matching_2d(
         counts=counts.unsqueeze(-1),
         inverse=(inverse + base_out).flatten(),
     )
+
+
+class DestinationRng:
+    """The generator that draws random destinations, made on first use for the input's device.
+
+    Seeded: `torch.Generator(device).manual_seed(seed)`, so merges do not depend on the global
+    RNG. Unseeded: forked from the global RNG, as tomesd does.
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def get(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            if self.seed is None:
+                from tomesd.utils import init_generator
+
+                self._generator = init_generator(device, fallback=self._generator)
+            else:
+                self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    def reset(self) -> None:
+        """Start again from the seed (or a fresh fork of the global RNG) on the next forward."""
+        self._generator = None

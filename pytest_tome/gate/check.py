@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from pytest_tome.failures import fail_test_on
-from pytest_tome.pipelines import ModelSpec
-from pytest_tome.results import NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.gate.results import NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TomeSession
-from pytest_tome.verdicts import Tolerances
 
 TOLERANCES_KEY = pytest.StashKey[Tolerances]()
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
@@ -55,7 +55,7 @@ class Gate:
 
     def check(self, ratio: float) -> RatioResult:
         __tracebackhide__ = True
-        from pytest_tome.patch import max_ratio
+        from pytest_tome.engine import max_ratio
 
         limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
         if ratio > limit:
@@ -91,11 +91,11 @@ class Gate:
     def _measure(self, ratio: float) -> RatioResult:
         import torch
 
-        from pytest_tome.measure import interleaved
-        from pytest_tome.patch import TomeNotApplicable, apply_tome
-        from pytest_tome.quality import image_quality
-        from pytest_tome.runs import generate
-        from pytest_tome.stats import paired_speedup
+        from pytest_tome.engine import TomeNotApplicable, apply_tome
+        from pytest_tome.gate.measure import interleaved
+        from pytest_tome.gate.quality import image_quality
+        from pytest_tome.gate.runs import generate
+        from pytest_tome.gate.stats import paired_speedup
 
         s = self.session.settings
         with fail_test_on(TomeNotApplicable, prefix=f"{self.spec.name}: "):
@@ -158,10 +158,10 @@ class Gate:
             return
         import torch
 
-        from pytest_tome.headroom import measure_headroom
-        from pytest_tome.measure import synchronizer
-        from pytest_tome.patch import TomeNotApplicable, apply_tome
-        from pytest_tome.runs import merged_parts, unet_forward
+        from pytest_tome.engine import TomeNotApplicable, apply_tome
+        from pytest_tome.gate.headroom import measure_headroom
+        from pytest_tome.gate.measure import synchronizer
+        from pytest_tome.gate.runs import merged_parts, unet_forward
 
         try:
             patch = apply_tome(self.pipe, 0.5, **TOME_ARGS)
@@ -182,8 +182,8 @@ class Gate:
 
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
-        from pytest_tome.baselines import BaselineEntry, load_entry, save_entries
-        from pytest_tome.verdicts import decide
+        from pytest_tome.gate.baselines import BaselineEntry, load_entry, save_entries
+        from pytest_tome.gate.verdicts import decide
 
         s = self.session.settings
         fingerprint = self._fingerprint(result)
@@ -224,7 +224,7 @@ class Gate:
     def _failing(self, result: RatioResult) -> Iterator[None]:
         """A baseline problem fails the test with its message and is recorded for the report."""
         __tracebackhide__ = True
-        from pytest_tome.baselines import BaselineError
+        from pytest_tome.gate.baselines import BaselineError
 
         try:
             yield
@@ -233,7 +233,7 @@ class Gate:
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
-        from pytest_tome.baselines import fingerprint
+        from pytest_tome.gate.baselines import fingerprint
 
         s = self.session.settings
         image = result.image_base
@@ -250,7 +250,7 @@ class Gate:
     def _device_key(self) -> str:
         import torch
 
-        from pytest_tome.baselines import device_key_of
+        from pytest_tome.gate.baselines import device_key_of
 
         return device_key_of(torch.device(self.session.settings.device))
 
@@ -280,6 +280,6 @@ def save_command(nodeid: str, spec: ModelSpec, ratio: float, settings: Any) -> s
 
 
 def _json_float(value: float | None) -> float | str | None:
-    from pytest_tome.results import float_to_json
+    from pytest_tome.gate.results import float_to_json
 
     return float_to_json(value)

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-from pytest_tome.results import MEMORY_CUDA, MEMORY_RSS, NOT_MEASURED
+from pytest_tome.gate.results import MEMORY_CUDA, MEMORY_RSS, NOT_MEASURED
 
 T = TypeVar("T")
 

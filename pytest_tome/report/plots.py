@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pytest_tome.results import NOT_MERGEABLE, Headroom, ImageThumb, RatioResult
+from pytest_tome.gate.results import NOT_MERGEABLE, Headroom, ImageThumb, RatioResult
 
 # Okabe & Ito's colour-blind-safe palette, and a marker each, so lines differ in grey too.
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")

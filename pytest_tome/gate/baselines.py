@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tome.results import RatioResult, float_to_json
+from pytest_tome.gate.results import RatioResult, float_to_json
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pytest_tome.results import Headroom
+from pytest_tome.gate.results import Headroom
 
 
 class _InsideTimer:

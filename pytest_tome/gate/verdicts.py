@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pytest_tome.results import (
+from pytest_tome.gate.results import (
     FAIL,
     MEMORY_RSS,
     NEW,
@@ -22,7 +22,7 @@ from pytest_tome.results import (
     PASS,
     RatioResult,
 )
-from pytest_tome.stats import median_ci, paired_ratios, significantly_worse, spread
+from pytest_tome.gate.stats import median_ci, paired_ratios, significantly_worse, spread
 
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_tome.results import (
+from pytest_tome.gate.results import (
     FAIL,
     NOT_MERGEABLE,
     VERDICTS,
@@ -348,7 +348,7 @@ def write_report(
     Also appends the tables to $GITHUB_STEP_SUMMARY when that is set (figures are not
     reachable from a job summary, so they are linked only from report.md).
     """
-    from pytest_tome import plots  # matplotlib: imported only when a report is written
+    from pytest_tome.report import plots  # matplotlib: imported only when a report is written
 
     directory = prepare_directory(directory)
     subtitle = plots.subtitle(settings)

@@ -23,7 +23,7 @@ def generate(
     """
     if ratio == 0:
         return _call(pipe, steps=steps, seed=seed, images=images)
-    from pytest_tome.patch import tome_applied
+    from pytest_tome.engine import tome_applied
 
     with tome_applied(pipe, ratio, seed=seed, **tome_kwargs):
         return _call(pipe, steps=steps, seed=seed, images=images)

@@ -1,0 +1,192 @@
+"""UNet2DModel self-attention (DDPM, LDM): merged by an attention processor of our own.
+
+`tomesd` patches only `BasicTransformerBlock`, so on UNet2DModel it changes nothing. Here each
+self-`Attention` in the UNet's down, mid and up blocks gets a `TomeAttnProcessor` through
+diffusers' attention-processor API; removal puts back the very processor objects it replaced.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_tome.engine.args import TomeArgs
+from pytest_tome.engine.families.base import Family, transformer_block_names, unet_blocks
+from pytest_tome.engine.layers import (
+    BACKEND_OURS,
+    REASON_3D,
+    REASON_CONTEXT,
+    REASON_GRID,
+    REASON_MASK,
+    REASON_RATIO,
+    PatchedLayer,
+    Site,
+)
+from pytest_tome.engine.matching import DestinationRng, TokenMerge, bipartite_soft_matching_2d
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pytest_tome.engine.patch import TomePatch
+
+    Matcher = Callable[..., TokenMerge]
+
+
+class TomeAttnProcessor:
+    """A diffusers attention processor that merges spatial tokens around self-attention.
+
+    Mirrors `AttnProcessor2_0` (or `AttnProcessor`, when that is what it replaces), except
+    that the tokens are merged after the group norm and before q/k/v, and unmerged before
+    the output reshape and the residual. Calls it cannot merge (3-D input, masks, context,
+    r = 0) go to the original processor unchanged.
+    """
+
+    def __init__(
+        self,
+        original: Any,
+        settings: TomeArgs,
+        *,
+        rng: DestinationRng | None = None,
+        layer: PatchedLayer | None = None,
+        match: Matcher = bipartite_soft_matching_2d,
+    ) -> None:
+        self.original = original
+        self.settings = settings
+        self.rng = rng if rng is not None else DestinationRng(settings.seed)
+        self.layer = layer
+        self.match = match
+        from diffusers.models.attention_processor import AttnProcessor
+
+        self._classic = isinstance(original, AttnProcessor)  # honours upcast_attention/softmax
+        params = inspect.signature(original.__call__).parameters.values()
+        # Pass temb on only where the original takes it, as Attention.forward would.
+        self._temb_ok = any(p.name == "temb" or p.kind is p.VAR_KEYWORD for p in params)
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        s = self.settings
+        spatial = hidden_states.ndim == 4
+        height, width = hidden_states.shape[-2:] if spatial else (0, 0)
+        tokens = height * width if spatial else hidden_states.shape[1]
+        r = int(tokens * s.ratio)
+        if not spatial or encoder_hidden_states is not None or attention_mask is not None:
+            r = 0
+        if r == 0 or height < s.sy or width < s.sx:
+            self._record(
+                tokens,
+                tokens,
+                self._why_unmerged(hidden_states, encoder_hidden_states, attention_mask),
+            )
+            extra = {"temb": temb} if temb is not None and self._temb_ok else {}
+            return self.original(
+                attn,
+                hidden_states,
+                encoder_hidden_states=encoder_hidden_states,
+                attention_mask=attention_mask,
+                **extra,
+            )
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        batch, channel = hidden_states.shape[:2]
+        x = hidden_states.reshape(batch, channel, tokens).transpose(1, 2)
+        if attn.group_norm is not None:
+            x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
+        x = x.contiguous()  # merging gathers whole rows
+
+        # Odd batches cannot pair prompted with unprompted images: fixed destinations (tomesd).
+        use_rand = s.use_rand and batch % 2 == 0
+        generator = self.rng.get(x.device) if use_rand else None
+        merging = self.match(
+            x, height, width, s.sx, s.sy, r, use_rand=use_rand, generator=generator
+        )
+        out = merging.unmerge(self._attend(attn, merging.merge(x)))
+        self._record(tokens, merging.tokens_out)
+
+        # A strided (B, C, H, W) view; adding the residual to it writes the layout out once.
+        out = out.transpose(-1, -2).reshape(batch, channel, height, width)
+        out = residual + out if attn.residual_connection else out.contiguous()
+        return out / attn.rescale_output_factor
+
+    def _attend(self, attn: Any, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention over (B, N', C) tokens, as the replaced processor computes it."""
+        query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        if self._classic:
+            query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))
+            probs = attn.get_attention_scores(query, key, None)
+            out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        else:
+            batch, head_dim = x.shape[0], key.shape[-1] // attn.heads
+            query, key, value = (
+                t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value)
+            )
+            if attn.norm_q is not None:
+                query = attn.norm_q(query)
+            if attn.norm_k is not None:
+                key = attn.norm_k(key)
+            out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+            out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _why_unmerged(
+        self, hidden_states: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> str:
+        if hidden_states.ndim != 4:
+            return REASON_3D
+        if mask is not None:
+            return REASON_MASK
+        if context is not None:
+            return REASON_CONTEXT
+        height, width = hidden_states.shape[-2:]
+        if height < self.settings.sy or width < self.settings.sx:
+            return REASON_GRID
+        return REASON_RATIO
+
+    def _record(self, tokens_in: int, tokens_out: int, reason: str | None = None) -> None:
+        if self.layer is not None:
+            self.layer.record(tokens_in, tokens_out, reason)
+
+
+class UNet2DAttention(Family):
+    """Every self-attention `Attention` of a UNet outside BasicTransformerBlocks."""
+
+    name = "unet2d-attention"
+    backend = BACKEND_OURS
+
+    def sites(self, model: nn.Module) -> list[Site]:
+        from diffusers.models.attention_processor import Attention
+
+        sites = []
+        for prefix, block, level in unet_blocks(model):
+            inside = transformer_block_names(block)
+            for name, module in block.named_modules():
+                if (
+                    isinstance(module, Attention)
+                    and not module.is_cross_attention
+                    and getattr(module, "added_kv_proj_dim", None) is None
+                    and not any(name.startswith(t + ".") for t in inside)
+                ):
+                    sites.append(Site(f"{prefix}.{name}", module, self, level))
+        return sites
+
+    def install(self, patch: TomePatch, layers: list[PatchedLayer]) -> None:
+        for layer in layers:
+            original = layer.module.get_processor()
+            layer.module.set_processor(
+                TomeAttnProcessor(original, patch.args, rng=patch.rng, layer=layer)
+            )
+            patch.on_remove(lambda module=layer.module, p=original: module.set_processor(p))
+
+
+FAMILY = UNet2DAttention()

@@ -1,0 +1,150 @@
+"""Embedded tiny pipelines: built offline from configs with seeded weights.
+
+They need no download and give bit-identical images run to run on CPU. They are deliberately
+attention-heavy (the first attention level sees 1024-4096 tokens), like the models token
+merging is meant for. Builders import torch and diffusers only when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+EMBEDDED_SEED = 0
+
+
+def _tiny_ddpm() -> Any:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(
+        sample_size=64,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    return DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000))
+
+
+def _tiny_ldm() -> Any:
+    from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel
+
+    vqvae = VQModel(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        latent_channels=3,
+        num_vq_embeddings=64,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    unet = UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D"),
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    return LDMPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000))
+
+
+def _tiny_sd() -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from pytest_tome.models.tokenizers import clip_tokenizer
+
+    tokenizer = clip_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,  # SD's naming: the number of heads
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(16,),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+EMBEDDED: dict[str, Callable[[], Any]] = {
+    "tiny-ddpm": _tiny_ddpm,
+    "tiny-ldm": _tiny_ldm,
+    "tiny-sd": _tiny_sd,
+}
+DEFAULT_MODELS: tuple[str, ...] = tuple(EMBEDDED)
+
+
+def build_embedded(name: str) -> Any:
+    """Build an embedded pipeline with seeded weights; the same bits on every call."""
+    import torch
+
+    try:
+        factory = EMBEDDED[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown embedded pipeline {name!r}; known: {', '.join(EMBEDDED)}"
+        ) from None
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(EMBEDDED_SEED)
+        pipe = factory()
+    finally:
+        torch.random.set_rng_state(state)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()  # as from_pretrained leaves them; train mode changes kernels
+    return pipe
