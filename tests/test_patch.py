@@ -414,7 +414,9 @@ def test_larger_strides_allow_larger_ratios(pipes: dict) -> None:
 
 
 def test_wrong_types_are_type_errors(pipes: dict) -> None:
-    with pytest.raises(TypeError, match=r"pipeline with a `.unet` or `.transformer`, or a torch.nn.Module.*got str"):
+    with pytest.raises(
+        TypeError, match=r"pipeline with a `.unet` or `.transformer`, or a torch.nn.Module.*got str"
+    ):
         apply_tome("google/ddpm-celebahq-256", 0.5)
     with pytest.raises(TypeError, match=r"use_rand must be True or False, got 'yes'"):
         apply_tome(pipes["tiny-ldm"], 0.5, use_rand="yes")
