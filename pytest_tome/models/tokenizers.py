@@ -30,3 +30,30 @@ def clip_tokenizer() -> Any:
             json.dumps({"model_max_length": 77}), encoding="utf-8"
         )
         return CLIPTokenizer.from_pretrained(tmp)
+
+
+def t5_tokenizer() -> Any:
+    """A T5-style tokenizer (Unigram over single characters, Metaspace, `</s>` appended)."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]  # T5's ids 0, 1, 2
+    chars = ["▁", *(c for c in string.printable if not c.isspace())]
+    words = ["▁" + c for c in string.ascii_lowercase]
+    vocab = [(p, 0.0) for p in specials] + [(p, -float(len(p))) for p in chars + words]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        model_max_length=512,
+    )
