@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import numpy as np
@@ -50,9 +51,9 @@ def make_sides(clock: Clock):
 
 
 def fake_pedantic(*, disabled: bool = False, extra_profile_calls: int = 0):
-    """What pytest-benchmark's `pedantic` does with `setup` (see its fixture.py)."""
+    """What pytest-benchmark's `pedantic` does with `setup` and `teardown` (its fixture.py)."""
 
-    def pedantic(target, *, setup, rounds, warmup_rounds, iterations):
+    def pedantic(target, *, setup, teardown, rounds, warmup_rounds, iterations):
         assert iterations == 1
         if disabled:
             setup()
@@ -60,10 +61,11 @@ def fake_pedantic(*, disabled: bool = False, extra_profile_calls: int = 0):
         for _ in range(warmup_rounds + rounds):
             assert setup() is None  # a truthy value would be taken as the target's arguments
             result = target()
-        if extra_profile_calls:
+            teardown()
+        for _ in range(extra_profile_calls):
             setup()
-            for _ in range(extra_profile_calls):
-                target()
+            target()
+            teardown()
         return result
 
     return pedantic
@@ -71,10 +73,73 @@ def fake_pedantic(*, disabled: bool = False, extra_profile_calls: int = 0):
 
 def test_own_loop_interleaves_drops_warmup_and_keeps_pairs(clock):
     run = interleaved(*make_sides(clock), rounds=3, warmup=2, device=CPU, images_per_call=2)
-    assert clock.calls == ["base", "tome"] * 5
+    assert clock.calls == ["base", "tome", "tome", "base"] * 2 + ["base", "tome"]  # ABBA
     assert run.time_base == (12 / 2, 13 / 2, 14 / 2)  # calls 2..4, seconds per image
     assert run.time_tome == (3 / 2, 4 / 2, 5 / 2)
     assert (run.output_base, run.output_tome) == ("base output 4", "tome output 4")
+
+
+def test_abba_order_cancels_an_advantage_of_the_first_call_of_a_round(clock):
+    """Whichever call comes first in a round is 1 s slower: the speedup must not lean."""
+
+    def side(name, seconds):
+        def run():
+            first = len(clock.calls) % 2 == 0
+            clock.calls.append(name)
+            clock.now += seconds + (1.0 if first else 0.0)
+
+        return run
+
+    run = interleaved(side("base", 4.0), side("tome", 4.0), rounds=4, warmup=0, device=CPU,
+                      images_per_call=1)  # fmt: skip
+    ratios = [b / t for b, t in zip(run.time_base, run.time_tome)]
+    assert ratios == [5 / 4, 4 / 5, 5 / 4, 4 / 5]  # the order effect alternates and cancels
+
+
+def test_patching_stays_outside_the_timed_calls_and_wraps_every_merged_call(clock):
+    events = []
+
+    @contextlib.contextmanager
+    def merged():
+        events.append("apply")
+        clock.now += 100.0  # patching is slow: it must not show in any sample
+        yield
+        events.append("remove")
+        clock.now += 100.0
+
+    base, tome = make_sides(clock)
+    run = interleaved(base, tome, rounds=2, warmup=1, device=CPU, images_per_call=1,
+                      merged=merged, pedantic=fake_pedantic())  # fmt: skip
+    assert run.time_base == (11.0, 12.0) and run.time_tome == (2.0, 3.0)
+    assert events == ["apply", "remove"] * 3
+
+
+def test_threads_are_set_while_timing_and_restored_after():
+    before = torch.get_num_threads()
+    seen = []
+
+    def run():
+        seen.append(torch.get_num_threads())
+
+    target = 1 if before != 1 else 2
+    interleaved(run, run, rounds=2, warmup=0, device=CPU, images_per_call=1, threads=target)
+    assert set(seen) == {target}
+    assert torch.get_num_threads() == before
+
+
+def test_undecided_rounds_are_added_until_decided_or_the_limit(clock):
+    asked = []
+
+    def undecided(base, tome):
+        asked.append(len(base))
+        return len(base) < 5
+
+    run = interleaved(*make_sides(clock), rounds=3, warmup=1, device=CPU, images_per_call=1,
+                      max_rounds=8, undecided=undecided)  # fmt: skip
+    assert asked == [3, 4, 5] and len(run.time_base) == len(run.time_tome) == 5
+    capped = interleaved(*make_sides(clock), rounds=3, warmup=0, device=CPU, images_per_call=1,
+                         max_rounds=4, undecided=lambda b, t: True)  # fmt: skip
+    assert len(capped.time_tome) == 4
 
 
 @pytest.mark.parametrize(
@@ -149,7 +214,8 @@ def test_an_intrusive_memory_probe_stays_out_of_the_timed_calls(clock, monkeypat
     monkeypatch.setattr(measure, "peak_memory", lambda device: Probe())
     run = interleaved(*make_sides(clock), rounds=3, warmup=1, device=CPU, images_per_call=1)
     timed_calls = 2 * (1 + 3)
-    assert clock.calls == ["base", "tome"] * (4 + measure.MEMORY_ROUNDS)
+    abba = ["base", "tome", "tome", "base"] * 2
+    assert clock.calls == abba + ["base", "tome"] * measure.MEMORY_ROUNDS
     assert events == [
         f"start before call {timed_calls + i}" for i in range(2 * measure.MEMORY_ROUNDS)
     ]
@@ -218,7 +284,8 @@ BENCHMARK_TEST = """
         run = interleaved(base, tome, rounds=ROUNDS, warmup=WARMUP, device=torch.device("cpu"),
                           images_per_call=1, pedantic=benchmark.pedantic)
         assert len(run.time_base) == len(run.time_tome) == ROUNDS
-        assert calls[: 2 * (WARMUP + ROUNDS)] == ["base", "tome"] * (WARMUP + ROUNDS)
+        abba = ["base", "tome", "tome", "base"] * ((WARMUP + ROUNDS) // 2)
+        assert calls[: 2 * (WARMUP + ROUNDS)] == abba
         assert min(run.time_tome) >= 0.02 > max(run.time_base)
         if not benchmark.disabled:
             data = benchmark.stats.stats.data

@@ -1,10 +1,11 @@
 """Interleaved timing of the unmerged and merged pipeline call, with peak memory.
 
-Each round runs the unmerged call, then the merged call, back to back, so that drift on a
-shared machine (other jobs, clock changes, thermal throttling) hits both sides alike and
-their ratio stays a fair paired sample. The order within a round is always base, then merged,
-in both our own loop and under pytest-benchmark's `pedantic` (whose `setup` runs before the
-timed `target`), so baselines saved one way compare with runs made the other way.
+Each round runs the unmerged and the merged call back to back, so that drift on a shared
+machine (other jobs, clock changes, thermal throttling) hits both sides alike and their ratio
+stays a fair paired sample. The order alternates (ABBA: base first in even rounds, merged
+first in odd ones) so an order effect cancels, in our own loop and under pytest-benchmark's
+`pedantic` alike. Patching and unpatching happen outside the timed calls, and torch runs
+with a fixed intra-op thread count (one, by default on the CPU) while timing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import ctypes.util
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -143,22 +145,48 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block (None: left as is).
+
+    One thread keeps the speedup steady beside a busy neighbour: with more threads than free
+    cores, the merged and unmerged calls lose unequal shares to oversubscription (see README).
+    """
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Recorder(Generic[T]):
-    """Times each call of either side and keeps the samples in call order."""
+    """Times each call of either side in ABBA order and keeps the samples in round order.
+
+    Round i runs (unmerged, merged) when i is even and (merged, unmerged) when i is odd, so
+    whatever the first call of a pair gains or loses (caches, clocks) cancels over the rounds.
+    `merged()` is entered before each merged call and left after it, outside the timed part.
+    """
 
     def __init__(
         self,
         run_base: Callable[[], T],
         run_tome: Callable[[], T],
+        merged: Callable[[], AbstractContextManager[Any]],
         device: torch.device,
         images_per_call: int,
     ) -> None:
-        self.run_base, self.run_tome = run_base, run_tome
+        self.run_base, self.run_tome, self.merged = run_base, run_tome, merged
         self.sync, self.memory = synchronizer(device), peak_memory(device)
         self.images = images_per_call
         self.times: dict[str, list[float]] = {"base": [], "tome": []}
         self.peaks: dict[str, list[int | None]] = {"base": [], "tome": []}
         self.outputs: dict[str, Any] = {}
+        self._patch = ExitStack()
+        self._round = 0  # the round the next setup() starts
 
     def _timed(self, side: str, run: Callable[[], T]) -> T:
         probe = not self.memory.intrusive
@@ -174,22 +202,39 @@ class _Recorder(Generic[T]):
         self.outputs[side] = output
         return output
 
-    def base(self) -> None:  # None: pytest-benchmark reads a setup's return value as arguments
-        self._timed("base", self.run_base)
+    # pytest-benchmark's pedantic runs setup(), the timed target(), then teardown() each round.
+    def setup(self) -> None:  # None: pytest-benchmark reads a setup's return value as arguments
+        if self._round % 2 == 0:
+            self._timed("base", self.run_base)
+        self._patch.enter_context(self.merged())
 
-    def tome(self) -> T:
+    def target(self) -> T:
         return self._timed("tome", self.run_tome)
+
+    def teardown(self) -> None:
+        self._patch.close()
+        if self._round % 2 == 1:
+            self._timed("base", self.run_base)
+        self._round += 1
+
+    def one_round(self) -> None:
+        self.setup()
+        try:
+            self.target()
+        finally:
+            self.teardown()
 
     def untimed_peaks(self, rounds: int) -> dict[str, tuple[int, ...]]:
         """Peak memory from extra untimed pairs of calls, for a probe that disturbs timing."""
         peaks: dict[str, list[int]] = {"base": [], "tome": []}
         for _ in range(rounds):
             for side, run in (("base", self.run_base), ("tome", self.run_tome)):
-                self.sync()
-                self.memory.start()
-                run()
-                self.sync()
-                peak = self.memory.stop()
+                with self.merged() if side == "tome" else nullcontext():
+                    self.sync()
+                    self.memory.start()
+                    run()
+                    self.sync()
+                    peak = self.memory.stop()
                 if peak is not None:
                     peaks[side].append(peak)
         return {side: tuple(samples) for side, samples in peaks.items()}
@@ -197,11 +242,17 @@ class _Recorder(Generic[T]):
     def pairs(self) -> int:
         return min(len(self.times["base"]), len(self.times["tome"]))
 
-    def keep_pairs(self) -> None:
-        """Drop calls of one side that have no partner yet, so the next pair lines up."""
-        n = self.pairs()
+    def keep_pairs(self, limit: int | None = None) -> None:
+        """Close an open patch and keep whole pairs only (at most `limit`), so rounds line up.
+
+        A disabled benchmark runs setup() and target() once, without teardown(); cProfile
+        adds rounds after the timed ones: both leave calls that belong to no wanted pair.
+        """
+        self._patch.close()
+        n = self.pairs() if limit is None else min(self.pairs(), limit)
         for samples in (*self.times.values(), *self.peaks.values()):
             del samples[n:]
+        self._round = n
 
 
 def _check_count(name: str, value: object, minimum: int, why: str) -> None:
@@ -218,41 +269,65 @@ def interleaved(
     device: torch.device,
     images_per_call: int,
     pedantic: Callable[..., Any] | None = None,
+    merged: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    threads: int | None = None,
+    max_rounds: int | None = None,
+    undecided: Callable[[tuple[float, ...], tuple[float, ...]], bool] | None = None,
 ) -> PairedRun[T]:
-    """Warm up, then time `rounds` pairs (unmerged, merged) of whole pipeline calls.
+    """Warm up, then time `rounds` ABBA-ordered pairs (unmerged, merged) of whole calls.
+
+    `merged()` (a context manager: apply ToMe, remove it) wraps each merged call outside the
+    timed part. With `threads`, torch uses that many intra-op threads throughout. After the
+    configured rounds, while `undecided(time_base, time_tome)` holds, one more round is added
+    until `max_rounds`: noise is met with more samples, not with a guess.
 
     With `pedantic` (pytest-benchmark's `benchmark.pedantic`) the merged call is the timed
-    target and the unmerged call its untimed `setup`, so pytest-benchmark reports the merged
-    run while we still time both sides. Pedantic calls setup before each warmup round too, so
-    samples stay paired: the first `warmup` pairs are dropped either way. Extra calls it may
-    add (cProfile) come after and are ignored; pairs it skipped (a disabled benchmark runs the
-    target once) are made up by our own loop. So pass `benchmark.pedantic` even when the
-    benchmark is disabled (--benchmark-disable, pytest-xdist): a fixture left unused warns.
+    target and the unmerged call runs in its untimed `setup` (even rounds) or `teardown` (odd
+    rounds), so pytest-benchmark reports the merged run while we still time both sides.
+    Pairs pedantic skipped (a disabled benchmark runs the target once) are made up by our own
+    loop, so pass `benchmark.pedantic` even when the benchmark is disabled.
     """
     _check_count("rounds", rounds, 2, "a spread needs two paired samples")
     _check_count("warmup", warmup, 0, "untimed rounds before timing")
     _check_count("images_per_call", images_per_call, 1, "images one pipeline call makes")
-    recorder = _Recorder(run_base, run_tome, device, images_per_call)
+    if threads is not None:
+        _check_count("threads", threads, 1, "torch intra-op threads while timing")
+    limit = max(rounds, max_rounds or rounds)
+    recorder = _Recorder(run_base, run_tome, merged, device, images_per_call)
     total = warmup + rounds
-    if pedantic is not None:
-        pedantic(
-            recorder.tome, setup=recorder.base, rounds=rounds, warmup_rounds=warmup, iterations=1
-        )
-    if recorder.pairs() < total:
-        recorder.keep_pairs()
-    while recorder.pairs() < total:
-        recorder.base()
-        recorder.tome()
-    kept = slice(warmup, total)
-    if recorder.memory.intrusive:
-        expected = MEMORY_ROUNDS
-        peaks = recorder.untimed_peaks(MEMORY_ROUNDS)
-    else:
-        expected = rounds
-        peaks = {
-            side: tuple(p for p in recorder.peaks[side][kept] if p is not None)
-            for side in ("base", "tome")
-        }
+    with torch_threads(threads):
+        try:
+            if pedantic is not None:
+                pedantic(
+                    recorder.target,
+                    setup=recorder.setup,
+                    teardown=recorder.teardown,
+                    rounds=rounds,
+                    warmup_rounds=warmup,
+                    iterations=1,
+                )
+        finally:
+            recorder.keep_pairs(total)
+        while recorder.pairs() < total:
+            recorder.one_round()
+        while (
+            undecided is not None
+            and recorder.pairs() < warmup + limit
+            and undecided(
+                tuple(recorder.times["base"][warmup:]), tuple(recorder.times["tome"][warmup:])
+            )
+        ):
+            recorder.one_round()
+        kept = slice(warmup, recorder.pairs())
+        if recorder.memory.intrusive:
+            expected = MEMORY_ROUNDS
+            peaks = recorder.untimed_peaks(MEMORY_ROUNDS)
+        else:
+            expected = recorder.pairs() - warmup
+            peaks = {
+                side: tuple(p for p in recorder.peaks[side][kept] if p is not None)
+                for side in ("base", "tome")
+            }
     measured = all(len(samples) == expected for samples in peaks.values())
     return PairedRun(
         time_base=tuple(recorder.times["base"][kept]),
