@@ -43,6 +43,8 @@ def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
         kwargs.update(prompt=PROMPT, num_images_per_prompt=images)
     else:
         kwargs.update(batch_size=images)
+    # A pipeline may name its own call arguments (the tiny SD3 and Flux: a short T5 sequence).
+    kwargs.update(getattr(pipe, "pytest_tome_call_kwargs", None) or {})
     with torch.inference_mode():
         out = pipe(**kwargs).images
     return np.asarray(out, dtype=np.float32)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tome.models import embedded_joint
+
 EMBEDDED_SEED = 0
 
 
@@ -126,6 +128,8 @@ EMBEDDED: dict[str, Callable[[], Any]] = {
     "tiny-sd": _tiny_sd,
 }
 DEFAULT_MODELS: tuple[str, ...] = tuple(EMBEDDED)
+# Joint image-text transformers: run in the test suite, not by default.
+EMBEDDED.update({"tiny-sd3": embedded_joint.tiny_sd3, "tiny-flux": embedded_joint.tiny_flux})
 
 
 def build_embedded(name: str) -> Any:

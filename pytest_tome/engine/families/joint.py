@@ -1,0 +1,192 @@
+"""SD3's joint attention (`JointTransformerBlock`): the image stream merged, the text untouched.
+
+Each block's joint attention gets an `ImageStreamProcessor` through diffusers' processor API.
+It merges the image tokens the attention receives (already normed and modulated by the block;
+they are also the matching metric), calls the replaced processor on [merged image, every text
+token] and unmerges its image output; the text output comes back as the processor made it.
+So scaled dot-product attention sees N - floor(rN) image tokens plus all text tokens, and no
+upstream forward is copied. SD3.5's dual-attention `attn2` (self-attention over the image
+tokens only) is merged the same way. The grid (H/patch, W/patch) is read from the model's
+input at every forward by a pre-hook; removal restores the very processor objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from pytest_tome.engine.args import TomeArgs
+from pytest_tome.engine.families.base import Family
+from pytest_tome.engine.layers import (
+    BACKEND_OURS,
+    REASON_GRID,
+    REASON_MASK,
+    REASON_RATIO,
+    PatchedLayer,
+    Site,
+)
+from pytest_tome.engine.matching import DestinationRng, TokenMerge, bipartite_soft_matching_2d
+
+if TYPE_CHECKING:
+    from pytest_tome.engine.patch import TomePatch
+
+
+@dataclass
+class StreamShape:
+    """The image grid (in patches) and text length of the model's current forward."""
+
+    height: int = 0
+    width: int = 0
+    text: int = 0
+
+
+class ImageStreamProcessor:
+    """Merges the image tokens of a joint attention call; the text tokens pass untouched."""
+
+    def __init__(
+        self,
+        original: Any,
+        settings: TomeArgs,
+        shape: StreamShape,
+        *,
+        rng: DestinationRng,
+        layer: PatchedLayer | None = None,
+    ) -> None:
+        self.original = original
+        self.settings = settings
+        self.shape = shape
+        self.rng = rng
+        self.layer = layer
+
+    def why_unmerged(self, image: torch.Tensor, mask: torch.Tensor | None) -> str | None:
+        """Why the (B, N, C) image tokens cannot be merged in this call; None: they can."""
+        s, h, w = self.settings, self.shape.height, self.shape.width
+        if mask is not None:
+            return REASON_MASK
+        if h * w != image.shape[1] or h < s.sy or w < s.sx:
+            return REASON_GRID
+        if int(image.shape[1] * s.ratio) == 0:
+            return REASON_RATIO
+        return None
+
+    def matching(self, image: torch.Tensor, batch: int) -> TokenMerge:
+        """How to merge the (B, N, C) image tokens of a call whose whole batch is `batch`."""
+        s = self.settings
+        # Odd batches cannot pair prompted with unprompted images: fixed destinations (tomesd).
+        use_rand = s.use_rand and batch % 2 == 0
+        generator = self.rng.get(image.device) if use_rand else None
+        r = int(image.shape[1] * s.ratio)
+        return bipartite_soft_matching_2d(
+            image,
+            self.shape.height,
+            self.shape.width,
+            s.sx,
+            s.sy,
+            r,
+            use_rand=use_rand,
+            generator=generator,
+        )
+
+    def record(self, tokens_in: int, tokens_out: int, reason: str | None = None) -> None:
+        if self.layer is not None:
+            self.layer.record(tokens_in, tokens_out, reason)
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        tokens = hidden_states.shape[1]
+        why = self.why_unmerged(hidden_states, attention_mask)
+        if why is not None:
+            self.record(tokens, tokens, why)
+            return self.original(
+                attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs
+            )
+        merging = self.matching(hidden_states, hidden_states.shape[0])
+        out = self.original(
+            attn,
+            merging.merge(hidden_states),
+            encoder_hidden_states,
+            attention_mask,
+            *args,
+            **kwargs,
+        )
+        self.record(tokens, merging.tokens_out)
+        if isinstance(out, tuple):  # (image, text): the text as the processor made it
+            return (merging.unmerge(out[0]), *out[1:])
+        return merging.unmerge(out)
+
+
+def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+    return kwargs[name] if name in kwargs else (args[0] if args else None)
+
+
+class ImageStreamFamily(Family):
+    """Base of the families that merge an image stream beside text: install and the hook."""
+
+    backend = BACKEND_OURS
+    processor = ImageStreamProcessor
+
+    def read_shape(self, model: nn.Module, args: tuple, kwargs: dict, shape: StreamShape) -> None:
+        raise NotImplementedError
+
+    def install(self, patch: TomePatch, layers: list[PatchedLayer]) -> None:
+        shape = StreamShape()
+        model = patch.model
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            self.read_shape(module, args, kwargs, shape)
+
+        patch.add_hook(model.register_forward_pre_hook(hook, with_kwargs=True))
+        for layer in layers:
+            original = layer.module.get_processor()
+            layer.module.set_processor(
+                self.processor(original, patch.args, shape, rng=patch.rng, layer=layer)
+            )
+            patch.on_remove(lambda module=layer.module, p=original: module.set_processor(p))
+
+
+class SD3JointAttention(ImageStreamFamily):
+    """The joint attention (and SD3.5's image-only `attn2`) of SD3's JointTransformerBlocks."""
+
+    name = "sd3-joint-attention"
+
+    def sites(self, model: nn.Module) -> list[Site]:
+        from diffusers import SD3Transformer2DModel
+        from diffusers.models.attention import JointTransformerBlock
+
+        if not isinstance(model, SD3Transformer2DModel):
+            return []
+        sites = []
+        for i, block in enumerate(model.transformer_blocks):
+            if isinstance(block, JointTransformerBlock):
+                for attr in ("attn", "attn2"):
+                    if getattr(block, attr, None) is not None:
+                        sites.append(
+                            Site(
+                                f"transformer_blocks.{i}.{attr}", block.get_submodule(attr), self, 0
+                            )
+                        )
+        return sites
+
+    def grid(self, model: nn.Module, site: Site) -> tuple[int, int] | None:
+        size, patch = model.config.sample_size, model.config.patch_size
+        return size // patch, size // patch
+
+    def read_shape(self, model: nn.Module, args: tuple, kwargs: dict, shape: StreamShape) -> None:
+        latents = _first_tensor(args, kwargs, "hidden_states")
+        patch = model.config.patch_size
+        shape.height, shape.width = latents.shape[-2] // patch, latents.shape[-1] // patch
+        context = kwargs.get("encoder_hidden_states")
+        shape.text = 0 if context is None else context.shape[1]
+
+
+FAMILY = SD3JointAttention()

@@ -1,0 +1,141 @@
+"""Tiny SD3 and Flux pipelines: joint image-text transformers, built offline, seeded.
+
+Both see 1024 image tokens (32 x 32 patches of a 128 x 128 image) beside their text tokens at
+every attention. The builders import torch, diffusers and transformers only when called, and
+are seeded by `embedded.build_embedded`. `CALL_KWARGS` are the pipeline-call arguments they
+need (a short T5 sequence: the default 256-512 text tokens would dwarf the image).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CALL_KWARGS = "pytest_tome_call_kwargs"  # pipeline attribute: extra kwargs for each call
+T5_TOKENS = 32
+
+
+def _clip(tokenizer: Any, *, projection: bool) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def _t5(tokenizer: Any, d_model: int) -> Any:
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=d_model,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=0,
+        )
+    )
+
+
+def _vae(latent_channels: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(  # one 2x downsampling: 128 px <-> 64 x 64 latents
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        sample_size=128,
+        scaling_factor=1.5,
+        shift_factor=0.06,
+    )
+
+
+def tiny_sd3() -> Any:
+    """StableDiffusion3Pipeline: 2 joint blocks, two CLIP encoders and a T5, 1024 image tokens."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+
+    from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
+
+    clip, t5 = clip_tokenizer(), t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=64,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=64,  # the T5 width; the two CLIP widths (32 + 32) are padded to it
+        caption_projection_dim=32,
+        pooled_projection_dim=64,  # the two CLIP projections, concatenated
+        pos_embed_max_size=32,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(4),
+        text_encoder=_clip(clip, projection=True),
+        tokenizer=clip,
+        text_encoder_2=_clip(clip, projection=True),
+        tokenizer_2=clip_tokenizer(),
+        text_encoder_3=_t5(t5, 64),
+        tokenizer_3=t5,
+    )
+    setattr(pipe, CALL_KWARGS, {"max_sequence_length": T5_TOKENS})
+    return pipe
+
+
+def tiny_flux() -> Any:
+    """FluxPipeline: one double- and two single-stream blocks, CLIP and T5, 1024 image tokens."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
+
+    clip, t5 = clip_tokenizer(), t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels packed 2 x 2
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,  # the T5 width
+        pooled_projection_dim=32,  # the CLIP width
+        guidance_embeds=True,  # as FLUX.1-dev
+        axes_dims_rope=(4, 6, 6),
+    )
+    pipe = FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(4),
+        text_encoder=_clip(clip, projection=False),
+        tokenizer=clip,
+        text_encoder_2=_t5(t5, 32),
+        tokenizer_2=t5,
+    )
+    pipe.default_sample_size = 64  # 64 x 64 latents, 128 px: 32 x 32 packed image tokens
+    setattr(pipe, CALL_KWARGS, {"max_sequence_length": T5_TOKENS})
+    return pipe
