@@ -54,8 +54,21 @@ def unet_forward(pipe: Any) -> Callable[[], object]:
     """One UNet forward on seeded noise at the model's own size, as a closure for timing.
 
     A UNet with cross-attention gets a batch of 2 and 77 text tokens, as classifier-free
-    guidance gives it inside a Stable Diffusion pipeline.
+    guidance gives it inside a Stable Diffusion pipeline. SD3 and Flux transformers get the
+    inputs their pipelines give them (`joint_inputs`).
     """
+    if getattr(pipe, "unet", None) is None:
+        from pytest_tome.gate.joint_inputs import joint_forward_inputs
+
+        joint = joint_forward_inputs(pipe, torch.Generator("cpu").manual_seed(0))
+        if joint is not None:
+            transformer = pipe.transformer
+
+            def forward_joint() -> object:
+                with torch.inference_mode():
+                    return transformer(**joint)
+
+            return forward_joint
     unet = pipe.unet
     config = unet.config
     size = config.sample_size
