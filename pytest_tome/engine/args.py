@@ -7,6 +7,13 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_tome.engine.layers import BACKEND_OURS, BACKEND_TOMESD
+from pytest_tome.engine.todo import todo_factor
+
+METHOD_TOME = "tome"  # bipartite soft matching: merge tokens, attend, unmerge
+METHOD_TODO = "todo"  # token downsampling: every query kept, keys/values downsampled
+METHODS = (METHOD_TOME, METHOD_TODO)
+
 
 class TomeNotApplicable(Exception):
     """ToMe with ratio > 0 would merge no token anywhere in the model; the message says why."""
@@ -38,6 +45,10 @@ class TomeArgs:
     merge_crossattn: bool = False
     merge_mlp: bool = False
     seed: int | None = None
+    method: str = METHOD_TOME
+    share_matching: bool = False
+    # Who merges SD's BasicTransformerBlocks: tomesd itself, or our processor (same outputs).
+    backend: str = BACKEND_TOMESD
 
     def __post_init__(self) -> None:
         check_int("sx", self.sx, minimum=1)
@@ -45,12 +56,22 @@ class TomeArgs:
         check_int("max_downsample", self.max_downsample, minimum=1)
         if self.seed is not None:
             check_int("seed", self.seed, minimum=0)
-        for flag in ("use_rand", "merge_attn", "merge_crossattn", "merge_mlp"):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.backend not in (BACKEND_TOMESD, BACKEND_OURS):
+            raise ValueError(
+                f"backend must be {BACKEND_TOMESD!r} or {BACKEND_OURS!r}, got {self.backend!r}"
+            )
+        for flag in ("use_rand", "merge_attn", "merge_crossattn", "merge_mlp", "share_matching"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         ratio = self.ratio
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or math.isnan(ratio):
             raise ValueError(f"ratio must be a number between 0 and 1, got {ratio!r}")
+        if self.method == METHOD_TODO:
+            todo_factor(ratio)  # a ValueError naming the ratios ToDo can realise
+            object.__setattr__(self, "ratio", float(ratio))
+            return
         limit = max_ratio(self.sx, self.sy)
         if ratio < 0 or ratio > limit:
             raise ValueError(

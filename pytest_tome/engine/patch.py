@@ -19,6 +19,7 @@ from pytest_tome.engine.discovery import check_applicable, find_sites, select
 from pytest_tome.engine.families import FAMILIES
 from pytest_tome.engine.layers import PatchedLayer
 from pytest_tome.engine.matching import DestinationRng
+from pytest_tome.engine.reducer import Reducer
 
 _PATCH_ATTR = "_pytest_tome_patch"  # where a model keeps its TomePatch, so remove_tome finds it
 
@@ -31,6 +32,7 @@ class TomePatch:
         self.args = args
         self.layers = tuple(layers)
         self.rng = DestinationRng(args.seed)
+        self.reducer = Reducer(args, self.rng)  # what every processor of ours reduces with
         self._undo: list[Callable[[], None]] = []
         self.removed = False
 
@@ -55,6 +57,16 @@ class TomePatch:
     def tokens(self) -> dict[str, tuple[int | None, int | None]]:
         """Tokens (in, out) of each patched layer on the last forward; None before any."""
         return {layer.name: (layer.tokens_in, layer.tokens_out) for layer in self.layers}
+
+    def idle_layers(self) -> list[str]:
+        """One line per patched layer that merged no token on any call since apply (or the
+        last `reset_counts`): what it saw and passed on, and why (mask, context, 3-D input,
+        grid too small, ratio, processor replaced). Empty when every layer merged."""
+        return [why for why in (layer.idle() for layer in self.layers) if why is not None]
+
+    def reset_counts(self) -> None:
+        for layer in self.layers:
+            layer.reset_counts()
 
     def on_remove(self, undo: Callable[[], None]) -> None:
         """Register one step that `remove()` runs (in reverse order of registration)."""
@@ -110,23 +122,45 @@ def apply_tome(
     merge_crossattn: bool = False,
     merge_mlp: bool = False,
     seed: int | None = None,
+    method: str = "tome",
+    share_matching: bool = False,
+    backend: str = "tomesd",
 ) -> TomePatch:
     """Patch a pipeline's denoiser (or a bare model) with ToMe; re-applying replaces the patch.
 
+    `method="tome"` merges `ratio` of the tokens (bipartite soft matching) around each patched
+    self-attention; `method="todo"` keeps every query and removes `ratio` of the keys/values
+    by k x k nearest downsampling (ratio 0.75, 0.889 or 0.9375). `share_matching=True` (ToMe
+    only) computes one matching per resolution per forward, reused by the later layers there:
+    faster, slightly different outputs. `backend` picks who merges Stable Diffusion's
+    BasicTransformerBlocks: `"tomesd"` (tomesd itself) or `"pytest-tome"` (our processor, the
+    same outputs); every other family is ours.
     Raises ValueError for bad arguments, TomeNotApplicable when ratio > 0 would merge nothing.
     """
     args = TomeArgs(
-        ratio, sx, sy, max_downsample, use_rand, merge_attn, merge_crossattn, merge_mlp, seed
+        ratio,
+        sx,
+        sy,
+        max_downsample,
+        use_rand,
+        merge_attn,
+        merge_crossattn,
+        merge_mlp,
+        seed,
+        method=method,
+        share_matching=share_matching,
+        backend=backend,
     )
     model = model_of(pipe_or_model)
     remove_tome(model)
-    sites = find_sites(model)
+    sites = find_sites(model, args.backend)
     layers = select(sites, args)
     if args.ratio > 0:
         check_applicable(model, sites, layers, args)
     patch = TomePatch(model, args, layers)
     model.__dict__[_PATCH_ATTR] = patch
     try:
+        patch.add_hook(model.register_forward_pre_hook(patch.reducer.start_forward))
         for family in FAMILIES:
             mine = [layer for layer in layers if layer.family == family.name]
             if mine:
@@ -155,6 +189,11 @@ def tome_applied(pipe_or_model: Any, ratio: float, **kwargs: Any) -> Iterator[To
         yield patch
     finally:
         patch.remove()
+
+
+def patch_of(pipe_or_model: Any) -> TomePatch | None:
+    """The TomePatch applied to a pipeline's denoiser (or a model) now; None if unpatched."""
+    return model_of(pipe_or_model).__dict__.get(_PATCH_ATTR)
 
 
 def model_of(pipe_or_model: Any) -> nn.Module:

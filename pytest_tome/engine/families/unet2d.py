@@ -8,13 +8,14 @@ diffusers' attention-processor API; removal puts back the very processor objects
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_tome.engine.args import TomeArgs
+from pytest_tome.engine.args import TomeArgs, TomeNotApplicable
 from pytest_tome.engine.families.base import Family, transformer_block_names, unet_blocks
 from pytest_tome.engine.layers import (
     BACKEND_OURS,
@@ -25,15 +26,13 @@ from pytest_tome.engine.layers import (
     REASON_RATIO,
     PatchedLayer,
     Site,
+    TomeWarning,
 )
-from pytest_tome.engine.matching import DestinationRng, TokenMerge, bipartite_soft_matching_2d
+from pytest_tome.engine.matching import DestinationRng, bipartite_soft_matching_2d
+from pytest_tome.engine.reducer import Matcher, Reducer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pytest_tome.engine.patch import TomePatch
-
-    Matcher = Callable[..., TokenMerge]
 
 
 class TomeAttnProcessor:
@@ -53,12 +52,12 @@ class TomeAttnProcessor:
         rng: DestinationRng | None = None,
         layer: PatchedLayer | None = None,
         match: Matcher = bipartite_soft_matching_2d,
+        reducer: Reducer | None = None,
     ) -> None:
         self.original = original
         self.settings = settings
-        self.rng = rng if rng is not None else DestinationRng(settings.seed)
+        self.reducer = reducer if reducer is not None else Reducer(settings, rng, match)
         self.layer = layer
-        self.match = match
         from diffusers.models.attention_processor import AttnProcessor
 
         self._classic = isinstance(original, AttnProcessor)  # honours upcast_attention/softmax
@@ -74,14 +73,11 @@ class TomeAttnProcessor:
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        s = self.settings
         spatial = hidden_states.ndim == 4
         height, width = hidden_states.shape[-2:] if spatial else (0, 0)
         tokens = height * width if spatial else hidden_states.shape[1]
-        r = int(tokens * s.ratio)
-        if not spatial or encoder_hidden_states is not None or attention_mask is not None:
-            r = 0
-        if r == 0 or height < s.sy or width < s.sx:
+        removed = self.reducer.removed(height, width) if spatial else 0
+        if removed == 0 or encoder_hidden_states is not None or attention_mask is not None:
             self._record(
                 tokens,
                 tokens,
@@ -105,23 +101,25 @@ class TomeAttnProcessor:
             x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
         x = x.contiguous()  # merging gathers whole rows
 
-        # Odd batches cannot pair prompted with unprompted images: fixed destinations (tomesd).
-        use_rand = s.use_rand and batch % 2 == 0
-        generator = self.rng.get(x.device) if use_rand else None
-        merging = self.match(
-            x, height, width, s.sx, s.sy, r, use_rand=use_rand, generator=generator
-        )
-        out = merging.unmerge(self._attend(attn, merging.merge(x)))
-        self._record(tokens, merging.tokens_out)
+        if self.reducer.todo:
+            context = self.reducer.keys_values(x, height, width)
+            out = self._attend(attn, x, context)
+            self._record(tokens, context.shape[1])
+        else:
+            merging = self.reducer.plan(x, height, width)
+            out = merging.unmerge(self._attend(attn, merging.merge(x)))
+            self._record(tokens, merging.tokens_out)
 
         # A strided (B, C, H, W) view; adding the residual to it writes the layout out once.
         out = out.transpose(-1, -2).reshape(batch, channel, height, width)
         out = residual + out if attn.residual_connection else out.contiguous()
         return out / attn.rescale_output_factor
 
-    def _attend(self, attn: Any, x: torch.Tensor) -> torch.Tensor:
-        """Self-attention over (B, N', C) tokens, as the replaced processor computes it."""
-        query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+    def _attend(self, attn: Any, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention of (B, N', C) tokens over themselves or over `kv` (ToDo's keys and
+        values), as the replaced processor computes it."""
+        kv = x if kv is None else kv
+        query, key, value = attn.to_q(x), attn.to_k(kv), attn.to_v(kv)
         if self._classic:
             query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))
             probs = attn.get_attention_scores(query, key, None)
@@ -149,7 +147,8 @@ class TomeAttnProcessor:
         if context is not None:
             return REASON_CONTEXT
         height, width = hidden_states.shape[-2:]
-        if height < self.settings.sy or width < self.settings.sx:
+        cell_h, cell_w = self.reducer.cell
+        if height < cell_h or width < cell_w:
             return REASON_GRID
         return REASON_RATIO
 
@@ -181,12 +180,37 @@ class UNet2DAttention(Family):
         return sites
 
     def install(self, patch: TomePatch, layers: list[PatchedLayer]) -> None:
-        for layer in layers:
-            original = layer.module.get_processor()
-            layer.module.set_processor(
-                TomeAttnProcessor(original, patch.args, rng=patch.rng, layer=layer)
-            )
-            patch.on_remove(lambda module=layer.module, p=original: module.set_processor(p))
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        originals = [layer.module.get_processor() for layer in layers]
+        for layer, original in zip(layers, originals):
+            # Merging re-implements the attention of these two only; any other processor
+            # (sliced, xformers, a user's own) would be silently swapped for plain SDPA.
+            if type(original) not in (AttnProcessor, AttnProcessor2_0):
+                raise TomeNotApplicable(
+                    f"{layer.name} uses {type(original).__name__}; pytest-tome merges around "
+                    "AttnProcessor and AttnProcessor2_0 only; set one of them on this layer "
+                    "(Attention.set_processor) before apply_tome"
+                )
+        for layer, original in zip(layers, originals):
+            processor = TomeAttnProcessor(original, patch.args, layer=layer, reducer=patch.reducer)
+            layer.module.set_processor(processor)
+            layer.processor = processor
+            patch.on_remove(lambda layer=layer, p=original: restore_processor(layer, p))
+
+
+def restore_processor(layer: PatchedLayer, original: Any) -> None:
+    """Put `original` back, unless user code replaced our processor since: then say so."""
+    if layer.replaced:
+        warnings.warn(
+            f"remove_tome: {layer.name} holds {type(layer.module.processor).__name__}, set "
+            "after apply_tome; left in place (its original processor is not restored)",
+            TomeWarning,
+            stacklevel=4,
+        )
+    else:
+        layer.module.set_processor(original)
+    layer.processor = None
 
 
 FAMILY = UNet2DAttention()
