@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.models.spec import ModelLoadError, ModelSpec
 from pytest_tome.session import tome_session
-from pytest_tome.settings import TomeSettings
+from pytest_tome.settings import SettingsError, TomeSettings
+
+if TYPE_CHECKING:  # numpy is imported only by the code that makes images
+    import numpy as np
 
 
 @pytest.fixture(scope="session")
 def tome_settings(pytestconfig: pytest.Config) -> TomeSettings:
-    """The resolved `--tome-*` options as one frozen object."""
-    return tome_session(pytestconfig).settings
+    """The resolved `--tome-*` options as one frozen object.
+
+    The device is checked here, at first use, not at start-up (that needs torch). A device
+    that is not there fails each test that uses it with the one-line reason, no traceback.
+    """
+    with fail_test_on(SettingsError, prefix="usage error: "):
+        return tome_session(pytestconfig).resolve_device()
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,16 @@ from pytest_tome.fixtures import (  # noqa: F401  (fixtures are found by their p
     tome_settings,
 )
 from pytest_tome.options import add_options, option_values
-from pytest_tome.session import SESSION_KEY, TomeSession
-from pytest_tome.settings import SettingsError, build_settings
+from pytest_tome.session import SESSION_KEY, TOLERANCES_KEY, TomeSession
+from pytest_tome.settings import SettingsError, TomeSettings, build_settings
 
 MARKER = (
-    "tome(speed=None, memory=None, psnr=None, ssim=None, alpha=None): per-test tolerances of "
-    "the ToMe gate, overriding --tome-tol-* (alpha: significance level, default 0.01)"
+    "tome(speed=..., memory=..., psnr=..., ssim=..., alpha=...): per-test tolerances of the "
+    "ToMe gate, each optional, overriding --tome-tol-* (e.g. speed='15%', psnr=2.0; "
+    "alpha: significance level, default 0.01)"
 )
+# The fixtures that mean a test uses the plugin (and so torch).
+TOME_FIXTURES = ("tome_settings", "tome_model", "tome_pipeline", "tome_generate", "tome_gate")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,7 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
             option_values(config),
             rootdir=Path(config.rootpath),
             invocation_dir=Path(config.invocation_params.dir),
-            worker_index=worker,
             presets=PRESETS,
         )
     except SettingsError as exc:
@@ -56,29 +58,37 @@ def pytest_configure(config: pytest.Config) -> None:
             prepare_directory(settings.report)
         except ReportError as exc:
             raise pytest.UsageError(f"--tome-report: {exc}") from None
-    config.stash[SESSION_KEY] = TomeSession(settings)
-    if workerinput and settings.device == "cpu":
-        _share_cpu_threads(int(workerinput.get("workercount", 1)))
+    # N xdist workers on one CPU: each gets its share of the cores, set once torch is loaded.
+    threads = _cpu_share(int(workerinput.get("workercount", 1))) if workerinput else None
+    config.stash[SESSION_KEY] = TomeSession(settings, worker_index=worker, cpu_threads=threads)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "tome-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One short line: every pytest run shows it, tome or not; details follow in the summary."""
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return []
     s = session.settings
+    ratios = ",".join(f"{r:g}" for r in s.ratios)
+    saving = " (saving baselines)" if s.save_baselines else ""
+    return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios}{saving}"]
+
+
+def settings_lines(settings: TomeSettings) -> list[str]:
+    """The full settings and versions, for the pytest-tome summary of a run that used them."""
+    s = settings
     versions = ", ".join(f"{name} {v}" for name, v in _versions().items() if name != "pytest-tome")
     models = ",".join(m.name for m in s.models)
     ratios = ",".join(f"{r:g}" for r in s.ratios)
-    saving = " (saving)" if s.save_baselines else ""
     return [
         f"tome: models={models} ratios={ratios}",
         (
             f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed}"
             f" images={s.images} rounds={s.rounds} warmup={s.warmup}"
         ),
-        f"tome: baselines={s.baselines}{saving} ({versions})",
+        f"tome: baselines={s.baselines} ({versions})",
     ]
 
 
@@ -97,13 +107,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate `@pytest.mark.tome(...)` tolerances now, not when the test first runs."""
+    """Validate `@pytest.mark.tome(...)` tolerances now, not when the test first runs; when a
+    collected test uses a tome fixture, check the device now too (a usage error, exit 4)."""
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
-    from pytest_tome.gate.check import TOLERANCES_KEY
     from pytest_tome.gate.verdicts import tolerances_from_marker
 
+    # Under xdist a worker's usage error would end as a crash report; there the fixture that
+    # first needs the device fails its tests cleanly instead (fixtures.tome_settings).
+    if session.worker_index is None and any(_uses_tome(item) for item in items):
+        try:
+            session.resolve_device()
+        except SettingsError as exc:
+            raise pytest.UsageError(str(exc)) from None
     for item in items:
         tolerances = session.settings.tolerances
         for marker in reversed(list(item.iter_markers("tome"))):  # the closest one wins
@@ -114,11 +131,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.stash[TOLERANCES_KEY] = tolerances
 
 
-def _share_cpu_threads(workers: int) -> None:
-    """N xdist workers on one CPU: give each its share of the cores, not all of them each."""
-    import torch
+def _uses_tome(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in TOME_FIXTURES)
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+def _cpu_share(workers: int) -> int:
+    """N xdist workers on one CPU: each gets its share of the cores, not all of them each."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _version(distribution: str) -> str:
@@ -178,6 +198,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from pytest_tome.report.summary import summary_lines
 
     terminalreporter.write_sep("=", "pytest-tome")
+    if state.results:
+        for line in settings_lines(state.settings):
+            terminalreporter.write_line(line)
     for line in summary_lines(state.sorted_results(), list(state.headroom.values())):
         terminalreporter.write_line(line)
     for note in state.notes:

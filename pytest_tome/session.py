@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_tome.gate.results import Headroom, RatioResult
-from pytest_tome.settings import TomeSettings
+from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.settings import TomeSettings, resolve_settings
 
 
 @dataclass
@@ -19,6 +20,23 @@ class TomeSession:
     results: list[RatioResult] = field(default_factory=list)
     headroom: dict[str, Headroom] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "moved corrupt baseline aside"
+    worker_index: int | None = None  # pytest-xdist worker N, or None
+    cpu_threads: int | None = None  # an xdist worker's share of the cores, on the CPU
+    device_resolved: bool = False
+
+    def resolve_device(self) -> TomeSettings:
+        """Resolve `settings.device` once (imports torch); raises SettingsError.
+
+        Deferred from start-up so a suite that never uses a tome fixture never imports torch.
+        """
+        if not self.device_resolved:
+            self.settings = resolve_settings(self.settings, self.worker_index)
+            self.device_resolved = True
+            if self.cpu_threads and self.settings.device == "cpu":
+                import torch
+
+                torch.set_num_threads(self.cpu_threads)
+        return self.settings
 
     def sorted_results(self) -> list[RatioResult]:
         """Results in the order of --tome-models, then ratio (xdist finishes them in any order)."""
@@ -40,6 +58,8 @@ class TomeSession:
 
 
 SESSION_KEY = pytest.StashKey[TomeSession]()
+# Each test's tolerances after its `@pytest.mark.tome(...)`, set at collection.
+TOLERANCES_KEY = pytest.StashKey[Tolerances]()
 
 
 def tome_session(config: pytest.Config) -> TomeSession:

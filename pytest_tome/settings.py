@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ class TomeSettings:
 
     ratios: tuple[float, ...] = (0.5,)
     models: tuple[ModelSpec, ...] = ()
-    device: str = "cpu"  # resolved: "cpu", "cuda:0", "mps"
+    device: str = "cpu"  # as asked ("auto", "cuda") until resolved: "cpu", "cuda:0", "mps"
     dtype: str = "float32"
     steps: int = 4
     seed: int = 0
@@ -57,7 +57,6 @@ def build_settings(
     *,
     rootdir: Path,
     invocation_dir: Path | None = None,
-    worker_index: int | None = None,
     presets: tuple[str, ...] = (),
 ) -> TomeSettings:
     """Turn parsed option values into settings; raises SettingsError for what cannot run here."""
@@ -67,13 +66,11 @@ def build_settings(
             models.append(resolve_model(entry, presets))
         except ModelLoadError as exc:
             raise SettingsError(f"--tome-models: {exc}") from None
-    device = resolve_device(values["tome_device"], worker_index)
+    # The device stays as asked ("auto", "cuda", ...): checking it needs torch, which a suite
+    # that never uses a tome fixture must not pay for. `resolve_settings` does it at first use.
+    device = values["tome_device"]
     dtype = values["tome_dtype"]
-    if dtype == "float16" and device == "cpu":
-        raise SettingsError(
-            "--tome-dtype=float16 is not supported on the CPU (many kernels are missing or "
-            "emulated); use float32 or bfloat16 there, or --tome-device=cuda"
-        )
+    _check_dtype(device, dtype)
     # Paths given by the user are relative to where pytest was started, as --junitxml is;
     # the default baselines folder lives at the rootdir.
     here = invocation_dir or rootdir
@@ -101,6 +98,21 @@ def build_settings(
             ssim=values["tome_tol_ssim"],
         ),
     )
+
+
+def resolve_settings(settings: TomeSettings, worker_index: int | None = None) -> TomeSettings:
+    """The settings with their device resolved (imports torch); raises SettingsError."""
+    device = resolve_device(settings.device, worker_index)
+    _check_dtype(device, settings.dtype)
+    return replace(settings, device=device)
+
+
+def _check_dtype(device: str, dtype: str) -> None:
+    if dtype == "float16" and device == "cpu":
+        raise SettingsError(
+            "--tome-dtype=float16 is not supported on the CPU (many kernels are missing or "
+            "emulated); use float32 or bfloat16 there, or --tome-device=cuda"
+        )
 
 
 def resolve_device(requested: str, worker_index: int | None = None) -> str:

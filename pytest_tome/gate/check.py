@@ -20,9 +20,8 @@ from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.results import NOT_MERGEABLE, ImageThumb, RatioResult
 from pytest_tome.gate.verdicts import Tolerances
 from pytest_tome.models.spec import ModelSpec
-from pytest_tome.session import TomeSession
+from pytest_tome.session import TOLERANCES_KEY, TomeSession  # noqa: F401  (re-exported)
 
-TOLERANCES_KEY = pytest.StashKey[Tolerances]()
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
 # percent of noise moves the Amdahl bound 1 / (1 - share) by a whole 1x.
 HEADROOM_REPEATS = 5

@@ -22,7 +22,6 @@ from pytest_tome.gate.results import (
     PASS,
     RatioResult,
 )
-from pytest_tome.gate.stats import median_ci, paired_ratios, significantly_worse, spread
 
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
@@ -177,6 +176,8 @@ def decide(
 
 
 def _speedup_text(result: RatioResult) -> str:
+    from pytest_tome.gate.stats import median_ci, paired_ratios, spread  # numpy: not at start-up
+
     ratios = paired_ratios(result.time_base, result.time_tome)
     (low, high), _ = median_ci(ratios)
     return f"{spread(ratios).median:.2f}x [{low:.2f}, {high:.2f}]"
@@ -189,6 +190,8 @@ def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) 
     measured = _speedup_text(current)
     if baseline is None:
         return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
+    from pytest_tome.gate.stats import paired_ratios, significantly_worse, spread
+
     base = paired_ratios(baseline.time_base, baseline.time_tome)
     cur = paired_ratios(current.time_base, current.time_tome)
     slower = spread(base).median / spread(cur).median - 1
@@ -213,6 +216,8 @@ def _memory_samples(result: RatioResult) -> tuple[int, ...]:
 
 
 def _mib(samples: tuple[int, ...]) -> str:
+    from pytest_tome.gate.stats import spread
+
     return f"{spread(samples).median / 2**20:.1f} MiB" if samples else "-"
 
 
@@ -237,6 +242,8 @@ def _memory(
             f"now {current.memory_method!r}"
         )
         return replace(row, why=f"baseline: {baseline.memory_method}, now: {current.memory_method}")
+    from pytest_tome.gate.stats import significantly_worse, spread
+
     base_median, cur_median = spread(base).median, spread(cur).median
     more = (
         cur_median / base_median - 1 if base_median > 0 else (math.inf if cur_median > 0 else 0.0)
