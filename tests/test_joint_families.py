@@ -1,0 +1,189 @@
+"""SD3 and Flux through the public API: exact at ratio 0 and after removal, merging the image
+stream only, with the merged token count at attention and RoPE rows that follow the tokens."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline  # noqa: F401 (imported once)
+
+from pytest_tome.engine import (
+    BACKEND_OURS,
+    TomeNotApplicable,
+    apply_tome,
+    remove_tome,
+    tome_applied,
+)
+from pytest_tome.gate.joint_inputs import joint_forward_inputs
+from pytest_tome.gate.runs import generate
+from pytest_tome.models.embedded import build_embedded
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+MODELS = ("tiny-sd3", "tiny-flux")
+TEXT = {"tiny-sd3": 77 + 32, "tiny-flux": 32}  # CLIP + T5 tokens; Flux: T5 only
+IMAGE = 1024  # 32 x 32 patches
+
+
+@pytest.fixture(scope="module")
+def pipes() -> dict[str, Any]:
+    return {name: build_embedded(name) for name in MODELS}
+
+
+@pytest.fixture(params=MODELS)
+def pipe(request: pytest.FixtureRequest, pipes: dict[str, Any]) -> Iterator[Any]:
+    yield pipes[request.param]
+    remove_tome(pipes[request.param])
+
+
+def forward(pipe: Any) -> torch.Tensor:
+    kwargs = joint_forward_inputs(pipe, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return pipe.transformer(**kwargs).sample
+
+
+def name_of(pipe: Any) -> str:
+    return "tiny-sd3" if isinstance(pipe, StableDiffusion3Pipeline) else "tiny-flux"
+
+
+class Spy:
+    """A processor that records what the attention gets and passes it to the real one."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        out = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args)
+        self.calls.append(
+            {"hidden": hidden_states, "text": encoder_hidden_states, "args": args, "out": out}
+        )
+        return out
+
+
+def test_ratio_zero_and_removal_are_bit_identical(pipe: Any) -> None:
+    processors = {
+        n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")
+    }
+    plain = forward(pipe)
+    patch = apply_tome(pipe, 0.0)
+    assert len(patch.layers) > 0 and patch.backends == (BACKEND_OURS,)
+    assert torch.equal(forward(pipe), plain)
+    patch.remove()
+    assert torch.equal(forward(pipe), plain)
+    for name, module in pipe.transformer.named_modules():
+        if hasattr(module, "processor"):
+            assert module.processor is processors[name]  # the very objects, put back
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5])
+def test_merging_changes_the_output_and_counts_every_call(pipe: Any, ratio: float) -> None:
+    plain = forward(pipe)
+    with_pipe = apply_tome(pipe, ratio, seed=0)
+    merged = forward(pipe)
+    assert not torch.equal(merged, plain)
+    assert torch.isfinite(merged).all()
+    for layer in with_pipe.layers:
+        assert layer.calls == layer.merged_calls > 0, layer.name
+        assert (layer.tokens_in, layer.tokens_out) == (IMAGE, IMAGE - math.floor(IMAGE * ratio))
+
+
+def test_the_bare_model_is_patched_as_the_pipeline(pipe: Any) -> None:
+    by_pipe = apply_tome(pipe, 0.5, seed=0).names
+    remove_tome(pipe)
+    by_model = apply_tome(pipe.transformer, 0.5, seed=0).names
+    assert by_pipe == by_model and by_model
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5])
+def test_sdpa_sees_merged_image_tokens_plus_every_text_token(
+    pipe: Any, ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen.append(key.shape[-2])
+        return sdpa(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    apply_tome(pipe, ratio, seed=0)
+    forward(pipe)
+    text = TEXT[name_of(pipe)]
+    layers = sum(1 for _ in pipe.transformer.attn_processors)
+    assert seen == [IMAGE - math.floor(IMAGE * ratio) + text] * layers
+
+
+def test_text_tokens_reach_attention_untouched(pipe: Any) -> None:
+    attn = pipe.transformer.transformer_blocks[0].attn
+    spy = Spy(attn.processor)
+    attn.set_processor(spy)
+    try:
+        forward(pipe)
+        with_tome = apply_tome(pipe, 0.5, seed=0)
+        forward(pipe)
+        with_tome.remove()
+    finally:
+        attn.set_processor(spy.original)
+    plain, merged = spy.calls
+    assert torch.equal(merged["text"], plain["text"])  # the first block: same text input
+    assert merged["hidden"].shape[1] == IMAGE // 2 < plain["hidden"].shape[1]
+
+
+def test_flux_rope_rows_follow_the_merged_tokens(pipes: dict[str, Any]) -> None:
+    pipe = pipes["tiny-flux"]
+    attn = pipe.transformer.single_transformer_blocks[0].attn
+    spy = Spy(attn.processor)
+    attn.set_processor(spy)
+    try:
+        forward(pipe)
+        with tome_applied(pipe, 0.5, seed=0):
+            forward(pipe)
+    finally:
+        attn.set_processor(spy.original)
+    (plain, merged), text = spy.calls, TEXT["tiny-flux"]
+    for full, kept in zip(plain["args"][0], merged["args"][0], strict=True):  # cos, sin
+        assert torch.equal(kept[:text], full[:text])
+        assert kept.shape[0] == text + IMAGE // 2
+        # every image row is the row of one original position, each position at most once
+        match = (kept[text:, None, :] == full[None, text:, :]).all(-1)
+        assert (match.sum(1) >= 1).all()
+        assert len({int(row.nonzero()[0, 0]) for row in match}) == IMAGE // 2
+
+
+def test_refusal_names_the_model_class_and_reason(pipe: Any) -> None:
+    with pytest.raises(TomeNotApplicable, match=type(pipe.transformer).__name__):
+        apply_tome(pipe, 0.5, merge_attn=False)
+
+
+def test_an_unknown_grid_falls_back_and_says_so(pipes: dict[str, Any]) -> None:
+    pipe = pipes["tiny-flux"]
+    kwargs = joint_forward_inputs(pipe, torch.Generator().manual_seed(0))
+    kwargs["img_ids"] = torch.zeros_like(kwargs["img_ids"])  # no row-major grid to match on
+    with tome_applied(pipe, 0.5, seed=0) as patch, torch.no_grad():
+        pipe.transformer(**kwargs)
+        assert all(layer.fallbacks["grid too small"] == layer.calls == 1 for layer in patch.layers)
+
+
+@pytest.mark.slow
+def test_embedded_pipelines_are_bit_identical_run_to_run_and_merge() -> None:
+    for name in MODELS:
+        first, second = build_embedded(name), build_embedded(name)
+        a = generate(first, 0.0, steps=2, seed=0, images=1)
+        b = generate(second, 0.0, steps=2, seed=0, images=1)
+        assert np.array_equal(a, b), name
+        assert a.shape == (1, 128, 128, 3)
+        assert not np.array_equal(generate(first, 0.5, steps=2, seed=0, images=1), a), name
