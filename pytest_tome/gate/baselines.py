@@ -1,33 +1,29 @@
 """Baseline files: `<folder>/<device-key>/<model-key>.json`, one entry per merge ratio.
 
 Saving merges this run's entries into what the file holds, under an exclusive lock on a
-sibling lock file, and replaces the file atomically, so parallel pytest-xdist workers lose
-nothing and a crash never leaves half a file. A corrupt file is never overwritten silently.
+sibling lock file (filelock, on every OS), and replaces the file atomically, so parallel
+pytest-xdist workers lose nothing and a crash never leaves half a file. A corrupt file is never overwritten silently.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
+from pytest_tome.atomic import write_atomic
 from pytest_tome.gate.results import RatioResult, float_to_json
 
 if TYPE_CHECKING:
     import torch
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; saving still replaces files atomically
-    fcntl = None  # type: ignore[assignment]
 
 SCHEMA = 1
 # RatioResult fields a baseline entry keeps (images, verdicts and reasons belong to one run).
@@ -258,7 +254,7 @@ def save_entries(
     path = baseline_path(folder, device, model)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path):
+        with FileLock(path.with_name(path.name + ".lock")):
             moved = None
             try:
                 stored = read_baselines(path)
@@ -267,7 +263,7 @@ def save_entries(
                 stored = {}
             for entry in entries:
                 stored[ratio_key(entry.result.ratio)] = entry
-            _write_atomically(path, _document(device, model, stored))
+            write_atomic(path, _dumps(_document(device, model, stored)).encode("utf-8"))
     except OSError as exc:
         raise BaselineFolderError(
             f"cannot write baselines to {path.parent}: {exc.strerror or exc}; "
@@ -275,19 +271,6 @@ def save_entries(
             path,
         ) from exc
     return SaveOutcome(path, moved)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    if fcntl is None:
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _move_aside(path: Path) -> Path:
@@ -327,25 +310,3 @@ def _dumps(document: dict[str, Any]) -> str:
         return "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]"
 
     return _NUMBER_LIST.sub(one_line, text) + "\n"
-
-
-def _write_atomically(path: Path, document: dict[str, Any]) -> None:
-    text = _dumps(document)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)

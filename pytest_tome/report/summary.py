@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_tome import atomic
 from pytest_tome.gate.results import (
     FAIL,
     NOT_MERGEABLE,
@@ -305,21 +305,11 @@ def prepare_directory(directory: Path) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """Write the whole file or nothing (pytest_tome.atomic); ReportError names a failure."""
     try:
-        # os.open's mode goes through the umask, as a plain open() would (mkstemp's is 0600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ReportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-        raise
-    return path
+        return atomic.write_atomic(path, data)
+    except OSError as exc:
+        raise ReportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def append_step_summary(markdown: str, path: str | None = None) -> Path | None:
