@@ -6,8 +6,15 @@ bipartite soft matching itself. Nothing here imports pytest.
 """
 
 from pytest_tome.engine.args import TomeArgs, TomeNotApplicable, max_ratio
-from pytest_tome.engine.layers import BACKEND_OURS, BACKEND_TOMESD, PatchedLayer
-from pytest_tome.engine.patch import TomePatch, apply_tome, model_of, remove_tome, tome_applied
+from pytest_tome.engine.layers import BACKEND_OURS, BACKEND_TOMESD, PatchedLayer, TomeWarning
+from pytest_tome.engine.patch import (
+    TomePatch,
+    apply_tome,
+    model_of,
+    patch_of,
+    remove_tome,
+    tome_applied,
+)
 
 __all__ = [
     "BACKEND_OURS",
@@ -16,9 +23,11 @@ __all__ = [
     "TomeArgs",
     "TomeNotApplicable",
     "TomePatch",
+    "TomeWarning",
     "apply_tome",
     "max_ratio",
     "model_of",
+    "patch_of",
     "remove_tome",
     "tome_applied",
 ]

@@ -50,6 +50,9 @@ class PatchedLayer:
     calls: int = 0
     merged_calls: int = 0  # calls that passed fewer tokens on than they got
     fallbacks: Counter[str] = field(default_factory=Counter)  # reason -> unmerged calls
+    # The attention processor installed in `module`, for families that merge through one;
+    # user code that later calls `set_attn_processor` replaces it and merging stops.
+    processor: Any = None
 
     def record(self, tokens_in: int, tokens_out: int, reason: str | None = None) -> None:
         """Count one call: merged when tokens_out < tokens_in, else unmerged for `reason`."""
@@ -63,3 +66,35 @@ class PatchedLayer:
     def reset_counts(self) -> None:
         self.calls = self.merged_calls = 0
         self.fallbacks.clear()
+
+    @property
+    def replaced(self) -> bool:
+        """Whether the processor installed here was since replaced by someone else's."""
+        return self.processor is not None and _processor_of(self.module) is not self.processor
+
+    def idle(self) -> str | None:
+        """Why this layer merged no token since the last reset; None if it merged on a call.
+
+        `merging stopped at run time`-style text: what it saw, what it passed on, and why.
+        """
+        if self.merged_calls and not self.replaced:
+            return None
+        if self.replaced:
+            now = type(_processor_of(self.module)).__name__
+            return f"{self.name} passed every token on ({REASON_REPLACED}: now {now})"
+        if not self.calls:
+            return f"{self.name} was never called"
+        reasons = ", ".join(
+            f"{why}: {n} of {self.calls} calls" for why, n in self.fallbacks.items()
+        )
+        return (
+            f"{self.name} saw {self.tokens_in} tokens and passed {self.tokens_out} on ({reasons})"
+        )
+
+
+class TomeWarning(UserWarning):
+    """Something a user changed stops or outlives ToMe, e.g. a processor replaced after apply."""
+
+
+def _processor_of(module: Any) -> Any:
+    return getattr(module, "processor", None)
