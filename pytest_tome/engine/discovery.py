@@ -7,14 +7,16 @@ from torch import nn
 
 from pytest_tome.engine.args import TomeArgs, TomeNotApplicable
 from pytest_tome.engine.families import FAMILIES
-from pytest_tome.engine.layers import PatchedLayer, Site
+from pytest_tome.engine.layers import BACKEND_TOMESD, PatchedLayer, Site
 
 
-def find_sites(model: nn.Module) -> list[Site]:
-    """Every site any family can patch in `model`, a layer at most once (first family wins)."""
+def find_sites(model: nn.Module, backend: str = BACKEND_TOMESD) -> list[Site]:
+    """Every site the families of `backend` can patch in `model`, a layer at most once."""
     seen: set[int] = set()
     sites = []
     for family in FAMILIES:
+        if backend not in family.backends:
+            continue
         for site in family.sites(model):
             if id(site.module) not in seen:
                 seen.add(id(site.module))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 PROMPT = "a photograph of a face, studio light"
+CLASS_LABEL = 207  # ImageNet's golden retriever, as in diffusers' DiT example
 
 
 def generate(
@@ -29,6 +30,14 @@ def generate(
         return _call(pipe, steps=steps, seed=seed, images=images)
 
 
+def run_pipeline(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
+    """One seeded call of `pipe` as it is now (patched or not): images [N, H, W, 3] in [0, 1].
+
+    The gate applies ToMe around this call itself, so patching stays out of the timed part.
+    """
+    return _call(pipe, steps=steps, seed=seed, images=images)
+
+
 def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
     device = pipe.device
     # MPS has no seeded generator of its own; CPU noise moved to the device is the usual fix.
@@ -41,6 +50,8 @@ def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
     }
     if "prompt" in params:
         kwargs.update(prompt=PROMPT, num_images_per_prompt=images)
+    elif "class_labels" in params:  # class-conditional (DiT): one image per label
+        kwargs.update(class_labels=[CLASS_LABEL] * images)
     else:
         kwargs.update(batch_size=images)
     # A pipeline may name its own call arguments (the tiny SD3 and Flux: a short T5 sequence).

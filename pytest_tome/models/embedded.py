@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytest_tome.models import embedded_joint
+from pytest_tome.models import embedded_joint, embedded_transformers
 
 EMBEDDED_SEED = 0
 
@@ -126,8 +126,12 @@ EMBEDDED: dict[str, Callable[[], Any]] = {
     "tiny-ddpm": _tiny_ddpm,
     "tiny-ldm": _tiny_ldm,
     "tiny-sd": _tiny_sd,
+    # DiT and PixArt-α: BasicTransformerBlocks over patch tokens.
+    "tiny-dit": embedded_transformers.tiny_dit,
+    "tiny-pixart": embedded_transformers.tiny_pixart,
 }
-DEFAULT_MODELS: tuple[str, ...] = tuple(EMBEDDED)
+# The main job shows both families, UNets and a transformer backbone; the rest run in the tests.
+DEFAULT_MODELS: tuple[str, ...] = ("tiny-ddpm", "tiny-ldm", "tiny-sd", "tiny-dit")
 # Joint image-text transformers: run in the test suite, not by default.
 EMBEDDED.update({"tiny-sd3": embedded_joint.tiny_sd3, "tiny-flux": embedded_joint.tiny_flux})
 

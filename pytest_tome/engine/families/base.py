@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from pytest_tome.engine.args import TomeArgs
-from pytest_tome.engine.layers import PatchedLayer, Site
+from pytest_tome.engine.layers import BACKEND_OURS, BACKEND_TOMESD, PatchedLayer, Site
 
 if TYPE_CHECKING:
     from pytest_tome.engine.patch import TomePatch
@@ -22,7 +22,9 @@ class Family:
     """
 
     name = "family"
-    backend = "pytest-tome"
+    backend = BACKEND_OURS  # who merges in its layers
+    # The `apply_tome(backend=...)` choices that use this family; one family per layer each.
+    backends: tuple[str, ...] = (BACKEND_OURS, BACKEND_TOMESD)
     # max_downsample counts from the model's input (tomesd) or from the first site's level.
     downsample_from_input = False
 

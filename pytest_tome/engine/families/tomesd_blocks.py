@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class TomesdBlocks(Family):
     name = "tomesd-blocks"
     backend = BACKEND_TOMESD
+    backends = (BACKEND_TOMESD,)
     downsample_from_input = True
 
     def sites(self, model: nn.Module) -> list[Site]:
