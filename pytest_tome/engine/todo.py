@@ -10,48 +10,19 @@ authors' code; on grids that k divides that is one strided view.
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-TODO_FACTORS = (2, 3, 4)  # k x k downsampling of the key/value grid
-_TOLERANCE = 1e-3  # so 0.889 names 8/9
+from pytest_tome.methods import TODO_FACTORS, todo_factor, todo_ratio, valid_todo_ratios
 
-
-def todo_ratio(factor: int) -> float:
-    """The share of key/value tokens a factor x factor downsampling removes."""
-    return 1.0 - 1.0 / factor**2
-
-
-def valid_todo_ratios() -> str:
-    """The ratios ToDo accepts, for error messages: '0, 0.75 (2x2), 0.889 (3x3), ...'."""
-    return ", ".join(["0"] + [f"{todo_ratio(k):.4g} ({k}x{k})" for k in TODO_FACTORS])
-
-
-def todo_factor(ratio: Any) -> int:
-    """The downsampling factor k that realises `ratio` (1 for ratio 0); ValueError otherwise."""
-    if (
-        isinstance(ratio, bool)
-        or not isinstance(ratio, numbers.Real)
-        or math.isnan(ratio)
-        or ratio < 0
-    ):
-        raise ValueError(
-            f"ToDo ratio must be one of {valid_todo_ratios()} (the share of key/value tokens "
-            f"removed), got {ratio!r}"
-        )
-    if ratio == 0:
-        return 1
-    for k in TODO_FACTORS:
-        if abs(ratio - todo_ratio(k)) <= _TOLERANCE:
-            return k
-    raise ValueError(
-        f"ToDo ratio must be one of {valid_todo_ratios()} (the share of key/value tokens "
-        f"removed by a k x k nearest downsampling), got {ratio!r}"
-    )
+__all__ = [
+    "TODO_FACTORS",
+    "downsample",
+    "downsampled_tokens",
+    "todo_factor",
+    "todo_ratio",
+    "valid_todo_ratios",
+]
 
 
 def downsampled_tokens(h: int, w: int, factor: int) -> int:
