@@ -160,7 +160,7 @@ class Gate:
         from pytest_tome.engine import TomeNotApplicable, apply_tome
         from pytest_tome.gate.headroom import measure_headroom
         from pytest_tome.gate.measure import synchronizer
-        from pytest_tome.gate.runs import merged_parts, unet_forward
+        from pytest_tome.gate.runs import denoiser_forward, merged_parts
 
         try:
             patch = apply_tome(self.pipe, 0.5, **TOME_ARGS)
@@ -172,7 +172,7 @@ class Gate:
         self.session.headroom[self.spec.key] = measure_headroom(
             self.spec.key,
             layers,
-            unet_forward(self.pipe),
+            denoiser_forward(self.pipe),
             repeats=HEADROOM_REPEATS,
             sync=synchronizer(torch.device(self.session.settings.device)),
         )

@@ -61,17 +61,18 @@ def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def unet_forward(pipe: Any) -> Callable[[], object]:
-    """One UNet forward on seeded noise at the model's own size, as a closure for timing.
+def denoiser_forward(pipe: Any) -> Callable[[], object]:
+    """One denoiser forward on seeded noise at the model's own size, as a closure for timing.
 
-    A UNet with cross-attention gets a batch of 2 and 77 text tokens, as classifier-free
-    guidance gives it inside a Stable Diffusion pipeline. SD3 and Flux transformers get the
-    inputs their pipelines give them (`joint_inputs`).
+    Each gets the batch its pipeline gives it: a UNet with cross-attention, DiT and PixArt-α
+    a classifier-free-guidance batch of 2 (with 77 text tokens, a class label and the null
+    class, or PixArt's 120 T5 tokens); SD3 and Flux transformers their own (`joint_inputs`).
     """
+    generator = torch.Generator("cpu").manual_seed(0)
     if getattr(pipe, "unet", None) is None:
         from pytest_tome.gate.joint_inputs import joint_forward_inputs
 
-        joint = joint_forward_inputs(pipe, torch.Generator("cpu").manual_seed(0))
+        joint = joint_forward_inputs(pipe, generator)
         if joint is not None:
             transformer = pipe.transformer
 
@@ -80,35 +81,44 @@ def unet_forward(pipe: Any) -> Callable[[], object]:
                     return transformer(**joint)
 
             return forward_joint
-    unet = pipe.unet
-    config = unet.config
+    model = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    config = model.config
     size = config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
-    generator = torch.Generator("cpu").manual_seed(0)
     kwargs: dict[str, Any] = {}
     batch = 1
-    if getattr(config, "cross_attention_dim", None):
+    if getattr(config, "caption_channels", None):  # PixArt-α: T5 caption embeddings
+        batch = 2
+        context = torch.randn(batch, 120, config.caption_channels, generator=generator)
+        kwargs["encoder_hidden_states"] = context.to(model.device, model.dtype)
+        kwargs["added_cond_kwargs"] = {"resolution": None, "aspect_ratio": None}
+    elif getattr(config, "cross_attention_dim", None):
         batch = 2
         context = torch.randn(batch, 77, config.cross_attention_dim, generator=generator)
-        kwargs["encoder_hidden_states"] = context.to(unet.device, unet.dtype)
+        kwargs["encoder_hidden_states"] = context.to(model.device, model.dtype)
+    elif getattr(pipe, "unet", None) is None and getattr(config, "num_embeds_ada_norm", None):
+        batch = 2  # DiT: a class and the null class (id num_embeds_ada_norm)
+        labels = [CLASS_LABEL % config.num_embeds_ada_norm, config.num_embeds_ada_norm]
+        kwargs["class_labels"] = torch.tensor(labels, device=model.device)
     sample = torch.randn(batch, config.in_channels, height, width, generator=generator)
-    sample = sample.to(unet.device, unet.dtype)
-    timestep = torch.tensor([500] * batch, device=unet.device)
+    sample = sample.to(model.device, model.dtype)
+    timestep = torch.tensor([500] * batch, device=model.device)
 
     def forward() -> object:
         with torch.inference_mode():
-            return unet(sample, timestep, **kwargs)
+            return model(sample, timestep=timestep, **kwargs)
 
     return forward
 
 
 def merged_parts(patch: Any) -> list[torch.nn.Module]:
-    """The modules whose tokens a patch merges: each attention layer, or for tomesd blocks
-    the sub-layers its merge_* flags select (self-attention by default)."""
+    """The modules whose tokens a patch merges: each attention layer, or for
+    BasicTransformerBlocks (either backend) the sub-layers its merge_* flags select
+    (self-attention by default)."""
     settings = patch.settings
     parts: list[torch.nn.Module] = []
     for layer in patch.layers:
-        if layer.backend != "tomesd":
+        if not hasattr(layer.module, "attn1"):  # not a BasicTransformerBlock
             parts.append(layer.module)
             continue
         block = layer.module
