@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pytest_tome.gate.baselines import read_baselines
-from pytest_tome.gate.results import FAIL, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_APPLICABLE, PASS, RatioResult
 from pytest_tome.gate.verdicts import (
     NOT_MEASURED,
     Row,
@@ -42,7 +42,7 @@ def test_checked_in_runs_get_the_expected_verdict(path, baseline):
     current, expected, why = load_run(path)
     decision = decide(current, baseline, Tolerances(), quality_applies=True)
     assert decision.verdict == expected, f"{why}\n{decision.table}"
-    assert bool(decision.reasons) == (expected == FAIL)
+    assert bool(decision.reasons) == (expected in (FAIL, INCONCLUSIVE))
 
 
 @pytest.mark.parametrize(
@@ -143,26 +143,39 @@ def test_quality_of_random_weights_is_not_applicable_never_pass(baseline):
 
 
 @pytest.mark.parametrize(
-    ("baseline_psnr", "current_psnr", "status", "noted"),
+    ("baseline_psnr", "current_psnr", "status"),
     [
-        (math.inf, math.inf, PASS, False),  # still identical
-        (math.inf, 45.0, FAIL, False),  # merging used to change nothing; now it does
-        (30.0, math.inf, PASS, True),  # identical now: fine for quality, but worth a note
-        (30.0, 29.0, PASS, False),  # exactly the tolerance
-        (30.0, 28.9, FAIL, False),
-        (math.inf, 95.0, PASS, False),  # float noise (e.g. a GPU's summation order) is identical
-        (110.0, 85.0, PASS, False),
-        (math.inf, 79.0, PASS, False),  # one dB under the cap: the tolerance
-        (math.inf, 78.9, FAIL, False),
+        (math.inf, math.inf, FAIL),  # identical at ratio 0.5: merging changed nothing
+        (math.inf, 45.0, FAIL),  # merging used to change nothing; now it does
+        (30.0, math.inf, FAIL),  # merging stopped
+        (30.0, 29.0, PASS),  # exactly the tolerance
+        (30.0, 28.9, FAIL),
+        (math.inf, 95.0, FAIL),  # float noise of identical images is identical too
+        (110.0, 85.0, FAIL),
+        (math.inf, 79.0, PASS),  # one dB under the cap: the tolerance
+        (math.inf, 78.9, FAIL),
     ],
 )
-def test_psnr_rules_including_infinity(baseline, baseline_psnr, current_psnr, status, noted):
+def test_psnr_rules_including_infinity(baseline, baseline_psnr, current_psnr, status):
     old = dataclasses.replace(baseline, psnr=baseline_psnr)
     new = dataclasses.replace(baseline, psnr=current_psnr)
     decision = decide(new, old, Tolerances(), quality_applies=True)
     row = next(row for row in decision.rows if row.metric == "PSNR")
     assert row.status == status
-    assert any("still applied" in reason for reason in decision.reasons) == noted
+    identical = current_psnr >= 80
+    assert any("merging changed nothing" in reason for reason in decision.reasons) == identical
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["saving", "comparing"])
+def test_identical_images_fail_at_any_ratio_above_zero_and_pass_at_zero(baseline, saved):
+    identical = dataclasses.replace(baseline, psnr=math.inf, ssim=1.0)
+    against = None if saved else identical
+    merged = decide(identical, against, Tolerances(), quality_applies=True)
+    assert merged.verdict == FAIL
+    assert "identical to the unmerged ones at ratio 0.5" in merged.reasons[0]
+    at_zero = dataclasses.replace(identical, ratio=0.0)
+    unmerged = decide(at_zero, None if saved else at_zero, Tolerances(), quality_applies=True)
+    assert unmerged.verdict != FAIL
 
 
 def test_a_baseline_of_identical_images_explains_its_failure(baseline):

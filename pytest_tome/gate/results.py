@@ -15,9 +15,11 @@ from typing import Any
 FAIL = "fail"
 NEW = "new"  # measured, but there is no baseline to compare with
 PASS = "pass"
+# Too noisy to tell pass from fail: a slowdown beyond the tolerance may hide in the interval.
+INCONCLUSIVE = "inconclusive"
 NOT_APPLICABLE = "n/a"  # e.g. quality of random weights
 NOT_MERGEABLE = "not mergeable"  # the ratio is above what the model or sx, sy allow
-VERDICTS = (FAIL, NEW, PASS, NOT_APPLICABLE, NOT_MERGEABLE)
+VERDICTS = (FAIL, INCONCLUSIVE, NEW, PASS, NOT_APPLICABLE, NOT_MERGEABLE)
 
 # How peak memory was measured (RatioResult.memory_method).
 MEMORY_CUDA = "cuda max_memory_allocated"
@@ -52,6 +54,7 @@ class RatioResult:
     patched_layers: int = 0
     image_base: ImageThumb | None = None  # first image, unmerged, for the report grid
     image_tome: ImageThumb | None = None
+    method: str = "tome"  # "tome" (token merging) or "todo" (key/value downsampling)
 
     @property
     def time_per_image(self) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_tome.gate.results import (
     FAIL,
+    INCONCLUSIVE,
     MEMORY_RSS,
     NEW,
     NOT_APPLICABLE,
@@ -29,6 +30,10 @@ IDENTICAL_PSNR = 80.0
 # Peak memory may grow by this much whatever the tolerance: resident-set and allocator
 # granularity make a few MiB come and go between runs of the same code on small models.
 MEMORY_SLACK_BYTES = 16 << 20
+IDENTICAL_WHY = (
+    "merged images are identical to the unmerged ones at ratio {ratio:g}: merging changed "
+    "nothing (did it stop at run time?)"
+)
 RSS_NOT_GATED = (
     "reported, not gated: a process's peak RSS growth depends on what it allocated before "
     "(the same call reads 40 or 90 MiB); gated where the allocator counts bytes (CUDA)"
@@ -131,13 +136,13 @@ class Row:
     measured: str
     baseline: str
     tolerance: str
-    status: str  # PASS, FAIL, NEW, NOT_APPLICABLE or NOT_MEASURED
+    status: str  # PASS, FAIL, INCONCLUSIVE, NEW, NOT_APPLICABLE or NOT_MEASURED
     why: str = ""
 
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # FAIL, NEW or PASS
+    verdict: str  # FAIL, INCONCLUSIVE, NEW or PASS
     reasons: tuple[str, ...]  # failures first, then notes worth reading
     rows: tuple[Row, ...]
 
@@ -170,17 +175,94 @@ def decide(
     rows.append(_speed(current, baseline, tolerances))
     rows.append(_memory(current, baseline, tolerances, notes))
     rows.extend(_quality(current, baseline, tolerances, quality_applies, notes))
-    failed = [f"{r.metric}: {r.why}" for r in rows if r.status == FAIL]
-    verdict = FAIL if failed else NEW if baseline is None else PASS
+    failed = [f"{r.metric}: {r.why}" for r in rows if r.status in (FAIL, INCONCLUSIVE)]
+    verdict = (
+        FAIL
+        if any(r.status == FAIL for r in rows)
+        else INCONCLUSIVE
+        if failed
+        else NEW
+        if baseline is None
+        else PASS
+    )
     return Decision(verdict, tuple(failed + notes), tuple(rows))
 
 
 def _speedup_text(result: RatioResult) -> str:
-    from pytest_tome.gate.stats import median_ci, paired_ratios, spread  # numpy: not at start-up
+    from pytest_tome.gate.stats import paired_speedup  # numpy: not at start-up
 
-    ratios = paired_ratios(result.time_base, result.time_tome)
-    (low, high), _ = median_ci(ratios)
-    return f"{spread(ratios).median:.2f}x [{low:.2f}, {high:.2f}]"
+    speedup = paired_speedup(result.time_base, result.time_tome)
+    low, high = speedup.ci
+    return f"{speedup.median:.2f}x [{low:.2f}, {high:.2f}]{coverage_text(speedup.confidence)}"
+
+
+def coverage_text(confidence: float) -> str:
+    """' 97%' after an interval whose real coverage is not the 95% its column promises."""
+    return "" if abs(confidence - 0.95) < 0.005 else f" {confidence:.0%}"
+
+
+@dataclass(frozen=True)
+class SpeedCall:
+    """The speed comparison of one run with its baseline, before it becomes a row."""
+
+    slower: float  # the share of the baseline's median speedup lost (negative: faster)
+    tolerance: float
+    threshold: float  # the lowest speedup that passes: baseline median / (1 + tolerance)
+    low: float  # the lower end of the current median's interval
+    significance: Any  # stats.Significance
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.significance.significant) and self.slower > self.tolerance
+
+    @property
+    def inconclusive(self) -> bool:
+        """Not a significant slowdown, yet the interval reaches below the threshold: a loss
+        beyond the tolerance may hide in the noise, so neither pass nor fail can be said."""
+        return not self.significance.significant and self.low < self.threshold
+
+
+def speed_call(
+    time_base: tuple[float, ...],
+    time_tome: tuple[float, ...],
+    baseline: RatioResult,
+    tol: Tolerances,
+) -> SpeedCall:
+    """Compare this run's paired speedups with the baseline's (see `SpeedCall`)."""
+    from pytest_tome.gate.stats import paired_ratios, paired_speedup, significantly_worse
+
+    base = paired_speedup(baseline.time_base, baseline.time_tome).median
+    current = paired_speedup(time_base, time_tome)
+    return SpeedCall(
+        slower=base / current.median - 1,
+        tolerance=tol.speed,
+        threshold=base / (1 + tol.speed),
+        low=current.ci[0],
+        significance=significantly_worse(
+            paired_ratios(baseline.time_base, baseline.time_tome),
+            current.ratios,
+            worse="lower",
+            alpha=tol.alpha,
+        ),
+    )
+
+
+def speed_undecided(
+    time_base: tuple[float, ...],
+    time_tome: tuple[float, ...],
+    baseline: RatioResult | None,
+    tol: Tolerances,
+) -> bool:
+    """Whether more rounds are needed: against a baseline, the call would be inconclusive;
+    without one (saving), the interval reaches farther below the median than the tolerance."""
+    from pytest_tome.gate.stats import paired_speedup
+
+    if len(time_base) < 2:
+        return True
+    if baseline is None or not baseline.time_tome:
+        current = paired_speedup(time_base, time_tome)
+        return current.ci[0] < current.median / (1 + tol.speed)
+    return speed_call(time_base, time_tome, baseline, tol).inconclusive
 
 
 def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) -> Row:
@@ -190,17 +272,16 @@ def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) 
     measured = _speedup_text(current)
     if baseline is None:
         return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
-    from pytest_tome.gate.stats import paired_ratios, significantly_worse, spread
-
-    base = paired_ratios(baseline.time_base, baseline.time_tome)
-    cur = paired_ratios(current.time_base, current.time_tome)
-    slower = spread(base).median / spread(cur).median - 1
-    test = significantly_worse(base, cur, worse="lower", alpha=tol.alpha)
-    failed = test.significant and slower > tol.speed
-    why = _change(slower, "slower", "faster") + f", {test.describe()}"
-    return Row(
-        "speedup", measured, _speedup_text(baseline), tolerance, FAIL if failed else PASS, why
-    )
+    call = speed_call(current.time_base, current.time_tome, baseline, tol)
+    why = _change(call.slower, "slower", "faster") + f", {call.significance.describe()}"
+    status = FAIL if call.failed else INCONCLUSIVE if call.inconclusive else PASS
+    if status == INCONCLUSIVE:
+        why += (
+            f"; too noisy to decide: its interval reaches {call.low:.2f}x, below the "
+            f"{call.threshold:.2f}x that {tol.speed:.0%} slower allows, after "
+            f"{len(current.time_tome)} rounds"
+        )
+    return Row("speedup", measured, _speedup_text(baseline), tolerance, status, why)
 
 
 def _change(fraction: float, worse: str, better: str) -> str:
@@ -285,6 +366,8 @@ def _quality(
     ):
         if cur is None:
             rows.append(row)
+        elif row.metric == "PSNR" and cur >= IDENTICAL_PSNR and current.ratio > 0:
+            rows.append(replace(row, status=FAIL, why=IDENTICAL_WHY.format(ratio=current.ratio)))
         elif baseline is None or base is None:
             rows.append(replace(row, status=NEW, why="no baseline yet"))
         else:

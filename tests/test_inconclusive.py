@@ -1,0 +1,67 @@
+"""The `inconclusive` verdict: noise too wide to tell a pass from a fail is never a pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_tome.gate.baselines import read_baselines
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, PASS, RatioResult
+from pytest_tome.gate.verdicts import Tolerances, decide, speed_undecided
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def baseline() -> RatioResult:
+    return read_baselines(DATA / "baselines" / "cpu" / "tiny-sd.json")["0.5"].result
+
+
+def run(name: str) -> RatioResult:
+    doc = json.loads((DATA / "runs" / f"{name}.json").read_text(encoding="utf-8"))
+    return RatioResult.from_dict(doc["result"])
+
+
+def test_a_wide_interval_below_the_tolerance_band_is_inconclusive_with_its_noise(baseline):
+    decision = decide(run("slower_15_noisy"), baseline, Tolerances(), quality_applies=True)
+    assert decision.verdict == INCONCLUSIVE
+    row = next(row for row in decision.rows if row.metric == "speedup")
+    assert row.status == INCONCLUSIVE
+    assert "not significant" in row.why and "too noisy to decide" in row.why
+    assert "reaches 0.95x, below the 1.29x that 10% slower allows, after 7 rounds" in row.why
+
+
+def test_the_same_noise_passes_when_the_tolerance_band_covers_it(baseline):
+    wide = Tolerances(speed=0.9)  # passes down to 1.42 / 1.9 = 0.75x, below the interval
+    decision = decide(run("slower_15_noisy"), baseline, wide, quality_applies=True)
+    assert decision.verdict == PASS
+
+
+def test_a_median_that_looks_fine_is_still_inconclusive_when_the_interval_hides_a_loss(baseline):
+    # Rounds scattered around the baseline's own speedup (1.42x), one of them far below it.
+    base = (1.0,) * 7
+    speedups = (1.42, 1.45, 0.80, 1.40, 1.43, 1.44, 1.41)
+    current = RatioResult(
+        "tiny-sd", 0.5, "cpu", time_base=base, time_tome=tuple(1 / s for s in speedups)
+    )
+    decision = decide(current, baseline, Tolerances(), quality_applies=False)
+    assert decision.verdict == INCONCLUSIVE, decision.table
+
+
+def test_clear_passes_and_clear_fails_are_decided(baseline):
+    for name, verdict in (("no_change", PASS), ("slower_25", FAIL), ("slower_3_significant", PASS)):
+        assert decide(run(name), baseline, Tolerances(), quality_applies=True).verdict == verdict
+
+
+def test_more_rounds_are_wanted_exactly_while_undecided(baseline):
+    noisy, quiet = run("slower_15_noisy"), run("no_change")
+    tol = Tolerances()
+    assert speed_undecided(noisy.time_base, noisy.time_tome, baseline, tol)
+    assert not speed_undecided(quiet.time_base, quiet.time_tome, baseline, tol)
+    slow = run("slower_25")
+    assert not speed_undecided(slow.time_base, slow.time_tome, baseline, tol)  # a clear fail
+    # Saving: no baseline, so the run's own interval must fit in the tolerance band.
+    assert speed_undecided(noisy.time_base, noisy.time_tome, None, tol)
+    assert not speed_undecided(quiet.time_base, quiet.time_tome, None, tol)
