@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -83,20 +84,26 @@ def test_ci_runs_on_push_and_pull_request(ci):
     assert {"push", "pull_request"} <= set(ci["on"])
 
 
-def test_ci_installs_cpu_torch_then_the_test_extra_and_runs_tests_and_gate(ci):
+def test_ci_runs_the_readme_commands_with_cpu_torch(ci):
     job = ci["jobs"]["test"]
     setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
     assert setup["with"]["python-version"] == "3.11"
     scripts = [s.get("run", "") for s in job["steps"]]
-    install = next(s for s in scripts if "pip install" in s)
-    cpu_torch = (
-        "python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    cpu = "TORCH_INDEX=https://download.pytorch.org/whl/cpu"
+    assert scripts.index(f"make test {cpu}") < scripts.index(f"make gate {cpu}")
+
+
+def test_make_installs_torch_first_then_the_project_and_runs_the_two_commands():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    torch = makefile.index(
+        'pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"'
     )
-    assert install.index(cpu_torch) < install.index('python -m pip install -e ".[test]"')
-    assert "python -m pytest -q" in scripts
-    assert (
-        "python -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 --tome-report=report" in scripts
-    )
+    assert torch < makefile.index('pip install --quiet -e ".[test,lint]" -c constraints.txt')
+    assert "TORCH ?= torch==2.13.0" in makefile
+    assert "$(STAMP): pyproject.toml constraints.txt" in makefile
+    assert "gate: $(STAMP)\n\t$(PY) -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 " in makefile
+    assert "test: $(STAMP)\n\t$(PY) -m pytest\n" in makefile
+    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().endswith("make test")
 
 
 def test_ci_uploads_the_report_even_when_the_gate_fails(ci):
@@ -137,12 +144,13 @@ def test_gpu_gate_runs_the_real_models_in_float16_with_benchmark_history(gpu):
         "--tome-report=report",
         "--benchmark-autosave",
         "--benchmark-compare",
-        "--benchmark-compare-fail=median:10%",
         "--benchmark-storage=file://.benchmarks",
         "--numprocesses=",
         "--tome-save-baselines",
     ):
         assert option in script
+    # Information only: the gate's paired verdict decides, not pytest-benchmark's medians.
+    assert "--benchmark-compare-fail" not in script  # nor in its comments
     caches = [s for s in steps(gpu) if s.get("uses", "").startswith("actions/cache")]
     assert {s["with"]["path"] for s in caches} == {".benchmarks"}
     assert {s["uses"].split("@")[0] for s in caches} == {
@@ -158,7 +166,7 @@ def test_gpu_gate_can_be_run_by_hand_to_save_baselines(gpu):
     assert {s["with"]["path"].rstrip("/") for s in uploads} == {"report", "baselines"}
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "gpu-gate.yml"])
+@pytest.mark.parametrize("name", ["gpu-gate.yml"])  # ci.yml runs make: see the Makefile test
 def test_every_pytest_option_in_a_workflow_exists(name, help_text):
     used = {opt for text in pytest_steps(load(name)) for opt in LONG_OPTION.findall(text)}
     assert used, f"{name} runs no pytest with options"
@@ -179,8 +187,7 @@ def test_tox_lists_the_envs_and_installs_cpu_torch():
     base = tox["testenv"]
     assert base["extras"].strip() == "test"
     deps = base["deps"].split()
-    assert "torch==2.13.0" in deps
-    assert any("download.pytorch.org/whl/cpu" in dep for dep in deps)
+    assert deps == ["{env:TORCH_PIP_OPTIONS:}", "torch==2.13.0"]  # the default index unless set
     assert "python -m pytest" in base["commands"]
     assert (
         "tests/test_gate.py --tome-ratios=0.3,0.5 --tome-report={toxinidir}/report"
@@ -189,6 +196,67 @@ def test_tox_lists_the_envs_and_installs_cpu_torch():
     lint = tox["testenv:lint"]["commands"]
     assert "ruff check pytest_tome tests conftest.py" in lint
     assert "ruff format --check pytest_tome tests conftest.py" in lint
+    assert "zizmor --offline .github/workflows" in lint
+    assert "check-jsonschema --builtin-schema vendor.github-workflows" in lint
+
+
+def test_every_pytest_option_in_the_makefile_and_gpu_script_exists(help_text):
+    texts = [
+        (ROOT / name).read_text(encoding="utf-8") for name in ("Makefile", "scripts/gpu_check.sh")
+    ]
+    used = {opt for text in texts for opt in LONG_OPTION.findall(text) if opt.startswith("tome-")}
+    assert {"tome-report", "tome-save-baselines", "tome-dtype"} <= used
+    unknown = sorted(opt for opt in used if not accepted(opt, help_text))
+    assert not unknown, f"options pytest does not know: {unknown}"
+
+
+def _tool(name: str) -> str:
+    """The linter next to this interpreter (the venv's), else on PATH; skip when absent."""
+    here = Path(sys.executable).with_name(name)
+    found = str(here) if here.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[lint]')")
+    return found
+
+
+def test_zizmor_finds_nothing_in_the_workflows():
+    done = subprocess.run(
+        [_tool("zizmor"), "--offline", str(WORKFLOWS)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings" in done.stdout + done.stderr
+
+
+def test_the_workflows_match_githubs_schema():
+    done = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+         *map(str, sorted(WORKFLOWS.glob("*.yml")))],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "gpu-gate.yml"])
+def test_actions_are_pinned_to_commits_and_checkouts_keep_no_credentials(name):
+    for step in steps(load(name)):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+        if step.get("uses", "").startswith("actions/checkout"):
+            assert step["with"]["persist-credentials"] is False
+
+
+def test_the_gpu_script_parses_and_prints_its_gpu_commands():
+    script = str(ROOT / "scripts" / "gpu_check.sh")
+    assert subprocess.run(["bash", "-n", script], check=False).returncode == 0
+    done = subprocess.run(
+        ["bash", script, "--print"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (gate,) = [line for line in done.stdout.splitlines() if "tests/test_gate.py" in line]
+    for option in ("--tome-device=cuda", "--tome-dtype=float16", "--tome-save-baselines",
+                   "--tome-baselines=baselines", "--tome-report=report-gpu", "arch:sd15-512"):  # fmt: skip
+        assert option in gate
 
 
 def test_every_pytest_option_in_tox_exists(help_text):
