@@ -15,6 +15,7 @@ from diffusers import FluxPipeline, StableDiffusion3Pipeline  # noqa: F401 (impo
 from pytest_tome.engine import (
     BACKEND_OURS,
     TomeNotApplicable,
+    TomeWarning,
     apply_tome,
     remove_tome,
     tome_applied,
@@ -167,6 +168,24 @@ def test_flux_rope_rows_follow_the_merged_tokens(pipes: dict[str, Any]) -> None:
 def test_refusal_names_the_model_class_and_reason(pipe: Any) -> None:
     with pytest.raises(TomeNotApplicable, match=type(pipe.transformer).__name__):
         apply_tome(pipe, 0.5, merge_attn=False)
+
+
+def test_todo_is_refused_by_model_class(pipe: Any) -> None:
+    with pytest.raises(TomeNotApplicable, match=f"ToDo .*{type(pipe.transformer).__name__}"):
+        apply_tome(pipe, 0.75, method="todo")
+    assert not any(isinstance(p, Spy) for p in pipe.transformer.attn_processors.values())
+    assert torch.equal(forward(pipe), forward(pipe))
+
+
+def test_a_processor_replaced_after_apply_is_reported(pipe: Any) -> None:
+    patch = apply_tome(pipe, 0.5, seed=0)
+    victim = patch.layers[0]
+    replacement = Spy(victim.processor.original)
+    victim.module.set_processor(replacement)
+    assert victim.replaced and not patch.layers[1].replaced
+    with pytest.warns(TomeWarning, match=victim.name):
+        patch.remove()
+    assert victim.module.processor is replacement  # left in place, not silently undone
 
 
 def test_an_unknown_grid_falls_back_and_says_so(pipes: dict[str, Any]) -> None:

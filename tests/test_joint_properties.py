@@ -16,6 +16,7 @@ from pytest_tome.engine.families.flux import FluxImageStreamProcessor
 from pytest_tome.engine.families.joint import ImageStreamProcessor, StreamShape
 from pytest_tome.engine.layers import REASON_GRID, REASON_MASK, PatchedLayer
 from pytest_tome.engine.matching import DestinationRng
+from pytest_tome.engine.reducer import Reducer
 
 KINDS = ("sd3", "flux-double", "flux-single")
 
@@ -43,8 +44,8 @@ class Stub:
 def processor(kind: str, ratio: float, h: int, w: int, text: int, use_rand: bool = True) -> Any:
     stub, layer = Stub(), PatchedLayer("attn", torch.nn.Identity(), "pytest-tome", 1)
     cls = ImageStreamProcessor if kind == "sd3" else FluxImageStreamProcessor
-    args = TomeArgs(ratio, use_rand=use_rand)
-    proc = cls(stub, args, StreamShape(h, w, text), rng=DestinationRng(0), layer=layer)
+    reducer = Reducer(TomeArgs(ratio, use_rand=use_rand), DestinationRng(0))
+    proc = cls(stub, StreamShape(h, w, text), reducer=reducer, layer=layer)
     return proc, stub, layer
 
 
@@ -143,7 +144,7 @@ def test_each_merged_token_carries_its_own_position() -> None:
         kept = kept[t:] - t  # image position of each merged row
         # which merged row every image token went into: unmerge a row index through the stub
         stub_rows = torch.arange(n - n // 2, dtype=torch.float32).view(1, -1, 1)
-        merging = proc.matching(image, 1)
+        merging = proc.matching(image)
         into = merging.unmerge(stub_rows)[0, :, 0].long()
         assert len(set(kept.tolist())) == n // 2
         for row, token in enumerate(kept.tolist()):

@@ -13,7 +13,8 @@ would not be a rotation at all. In code: the image RoPE rows are gathered with t
 index as the kept tokens (`TokenMerge.keep`), the text rows left as they are.
 
 Since RoPE rows are shared by the batch and each sample merges differently, a batch of more
-than one sample is merged sample by sample (Flux-dev pipelines run a batch of one per prompt).
+than one sample is merged sample by sample, each as a batch of one (fixed destinations, as
+tomesd for odd batches); Flux-dev pipelines run a batch of one per prompt anyway.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ class FluxImageStreamProcessor(ImageStreamProcessor):
                 None if single else encoder_hidden_states[b : b + 1],
                 image_rotary_emb,
                 kwargs,
-                batch=batch,
             )
             for b in range(batch)
         ]
@@ -95,13 +95,11 @@ class FluxImageStreamProcessor(ImageStreamProcessor):
         context: torch.Tensor | None,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         kwargs: dict[str, Any],
-        *,
-        batch: int | None = None,
     ) -> Any:
         """One call of the replaced processor on merged image tokens, its output unmerged."""
         text = self.shape.text if context is None else context.shape[1]
         image = hidden_states[:, text:] if context is None else hidden_states
-        merging = self.matching(image, batch or image.shape[0])
+        merging = self.matching(image)
         merged = merging.merge(image)
         if context is None:
             merged = torch.cat([hidden_states[:, :text], merged], dim=1)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pytest_tome.engine.args import TomeArgs
+from pytest_tome.engine.args import METHOD_TODO, TomeNotApplicable
 from pytest_tome.engine.families.base import Family
+from pytest_tome.engine.families.unet2d import restore_processor
 from pytest_tome.engine.layers import (
     BACKEND_OURS,
     REASON_GRID,
@@ -28,10 +29,11 @@ from pytest_tome.engine.layers import (
     PatchedLayer,
     Site,
 )
-from pytest_tome.engine.matching import DestinationRng, TokenMerge, bipartite_soft_matching_2d
+from pytest_tome.engine.matching import TokenMerge
 
 if TYPE_CHECKING:
     from pytest_tome.engine.patch import TomePatch
+    from pytest_tome.engine.reducer import Reducer
 
 
 @dataclass
@@ -49,46 +51,30 @@ class ImageStreamProcessor:
     def __init__(
         self,
         original: Any,
-        settings: TomeArgs,
         shape: StreamShape,
         *,
-        rng: DestinationRng,
+        reducer: Reducer,
         layer: PatchedLayer | None = None,
     ) -> None:
         self.original = original
-        self.settings = settings
         self.shape = shape
-        self.rng = rng
+        self.reducer = reducer
         self.layer = layer
 
     def why_unmerged(self, image: torch.Tensor, mask: torch.Tensor | None) -> str | None:
         """Why the (B, N, C) image tokens cannot be merged in this call; None: they can."""
-        s, h, w = self.settings, self.shape.height, self.shape.width
+        s, h, w = self.reducer.args, self.shape.height, self.shape.width
         if mask is not None:
             return REASON_MASK
         if h * w != image.shape[1] or h < s.sy or w < s.sx:
             return REASON_GRID
-        if int(image.shape[1] * s.ratio) == 0:
+        if self.reducer.removed(h, w) == 0:
             return REASON_RATIO
         return None
 
-    def matching(self, image: torch.Tensor, batch: int) -> TokenMerge:
-        """How to merge the (B, N, C) image tokens of a call whose whole batch is `batch`."""
-        s = self.settings
-        # Odd batches cannot pair prompted with unprompted images: fixed destinations (tomesd).
-        use_rand = s.use_rand and batch % 2 == 0
-        generator = self.rng.get(image.device) if use_rand else None
-        r = int(image.shape[1] * s.ratio)
-        return bipartite_soft_matching_2d(
-            image,
-            self.shape.height,
-            self.shape.width,
-            s.sx,
-            s.sy,
-            r,
-            use_rand=use_rand,
-            generator=generator,
-        )
+    def matching(self, image: torch.Tensor) -> TokenMerge:
+        """How to merge the (B, N, C) image tokens (the patch's matching, shared if asked)."""
+        return self.reducer.plan(image, self.shape.height, self.shape.width)
 
     def record(self, tokens_in: int, tokens_out: int, reason: str | None = None) -> None:
         if self.layer is not None:
@@ -110,7 +96,7 @@ class ImageStreamProcessor:
             return self.original(
                 attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs
             )
-        merging = self.matching(hidden_states, hidden_states.shape[0])
+        merging = self.matching(hidden_states)
         out = self.original(
             attn,
             merging.merge(hidden_states),
@@ -139,6 +125,11 @@ class ImageStreamFamily(Family):
         raise NotImplementedError
 
     def install(self, patch: TomePatch, layers: list[PatchedLayer]) -> None:
+        if patch.args.method == METHOD_TODO:
+            raise TomeNotApplicable(
+                f"ToDo is not available for {type(patch.model).__name__}: its joint attention "
+                "processors take one token stream for queries, keys and values; use method='tome'"
+            )
         shape = StreamShape()
         model = patch.model
 
@@ -148,10 +139,10 @@ class ImageStreamFamily(Family):
         patch.add_hook(model.register_forward_pre_hook(hook, with_kwargs=True))
         for layer in layers:
             original = layer.module.get_processor()
-            layer.module.set_processor(
-                self.processor(original, patch.args, shape, rng=patch.rng, layer=layer)
-            )
-            patch.on_remove(lambda module=layer.module, p=original: module.set_processor(p))
+            processor = self.processor(original, shape, reducer=patch.reducer, layer=layer)
+            layer.module.set_processor(processor)
+            layer.processor = processor
+            patch.on_remove(lambda layer=layer, p=original: restore_processor(layer, p))
 
 
 class SD3JointAttention(ImageStreamFamily):
