@@ -32,7 +32,9 @@ def joint_forward_inputs(pipe: Any, generator: torch.Generator) -> dict[str, Any
 
     if isinstance(model, SD3Transformer2DModel):
         batch, size = 2, config.sample_size
-        text = _text_tokens(pipe, 77, SD3_TEXT_TOKENS)
+        # Without T5 the pipeline puts 77 zero tokens in place of T5's (diffusers' low-memory SD3).
+        t5_less = getattr(pipe, "text_encoder_3", True) is None
+        text = 77 + 77 if t5_less else _text_tokens(pipe, 77, SD3_TEXT_TOKENS)
         return {
             "hidden_states": randn(batch, config.in_channels, size, size),
             "encoder_hidden_states": randn(batch, text, config.joint_attention_dim),

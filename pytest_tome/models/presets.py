@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tome.models import presets_joint
+
 PRESET_SEED = 0
 
 DDPM_CELEBAHQ_UNET: dict[str, Any] = {  # google/ddpm-celebahq-256, 113,673,219 parameters
@@ -185,11 +187,13 @@ _PIPELINES: dict[str, Callable[[], Any]] = {
     "arch:ddpm-celebahq-256": _ddpm,
     "arch:ldm-celebahq-256": _ldm,
     "arch:sd15-512": _sd15,
+    presets_joint.SD3_MEDIUM: presets_joint.sd3_medium,
 }
-_UNETS: dict[str, Callable[[], Any]] = {
+_UNETS: dict[str, Callable[[], Any]] = {  # the denoiser: a UNet or a transformer
     "arch:ddpm-celebahq-256": _ddpm_unet,
     "arch:ldm-celebahq-256": _ldm_unet,
     "arch:sd15-512": _sd15_unet,
+    presets_joint.SD3_MEDIUM: presets_joint.sd3_medium_transformer,
 }
 PRESETS: tuple[str, ...] = tuple(_PIPELINES)
 
