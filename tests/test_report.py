@@ -30,7 +30,7 @@ MiB = 2**20
 def thumb(shade: int, size: int = 8) -> ImageThumb:
     pixels = np.full((size, size, 3), shade, dtype=np.uint8)
     pixels[: size // 2, :, 0] = 255 - shade
-    return ImageThumb(size, size, pixels.ravel().tolist())
+    return ImageThumb.from_array(pixels)
 
 
 def timed(model: str, ratio: float, speedup: float, **kwargs: object) -> RatioResult:
@@ -297,8 +297,23 @@ def test_image_grid_has_a_row_per_model(tmp_path, results):
 
 
 def test_a_thumbnail_of_the_wrong_size_is_refused():
-    with pytest.raises(ValueError, match=r"11 values, expected height\*width\*3 = 2\*2\*3"):
-        plots._pixels(ImageThumb(2, 2, [0] * 11))
+    good = thumb(10, size=4)
+    with pytest.raises(ValueError, match=r"is 4x4, expected 2x2"):
+        plots._pixels(ImageThumb(2, 2, good.png))
+    with pytest.raises(ValueError, match="not a base64 PNG"):
+        plots._pixels(ImageThumb(2, 2, "not png"))
+
+
+def test_thumbnails_are_downscaled_png_that_round_trip():
+    rng = np.random.default_rng(0)
+    big = rng.random((512, 384, 3), dtype=np.float32)
+    small = ImageThumb.from_array(big)
+    assert (small.height, small.width) == (128, 96)
+    assert len(small.png) < 60_000  # vs. 590k ints as a pixel list
+    exact = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    assert np.array_equal(ImageThumb.from_array(exact).to_array(), exact)  # lossless below max
+    again = RatioResult.from_dict(timed("m", 0.5, 1.5, image_base=small).to_dict()).image_base
+    assert again == small
 
 
 def test_subtitle_names_the_settings():

@@ -6,10 +6,13 @@ baseline comparison (verdicts) -> recorded in the session for the report.
 
 from __future__ import annotations
 
+import os
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -259,22 +262,24 @@ class Gate:
 
 
 def thumbnail(images: np.ndarray | None) -> ImageThumb | None:
-    """The first image as uint8, for the report's grid."""
+    """The first image, downscaled PNG, for the report's grid."""
     if images is None or len(images) == 0:
         return None
-    first = np.clip(np.asarray(images[0], dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return ImageThumb(first.shape[0], first.shape[1], first.reshape(-1).tolist())
+    return ImageThumb.from_array(images[0])
 
 
 def save_command(nodeid: str, spec: ModelSpec, ratio: float, settings: Any) -> str:
     """The command that writes the missing baseline for one test, with the run's settings."""
     words = [f"pytest '{nodeid}'", f"--tome-models={spec.name}", f"--tome-ratios={ratio:g}"]
     defaults = type(settings)()
-    for name in ("dtype", "steps", "seed", "images"):
+    for name in ("dtype", "steps", "seed", "images", "rounds", "warmup"):
         if getattr(settings, name) != getattr(defaults, name):
             words.append(f"--tome-{name}={getattr(settings, name)}")
     if settings.device != "cpu":
         words.append(f"--tome-device={settings.device}")
+    folder = Path(settings.baselines)
+    if folder.resolve() != (Path.cwd() / "baselines").resolve():  # not the default from here
+        words.append("--tome-baselines=" + shlex.quote(os.path.relpath(folder)))
     return " ".join([*words, "--tome-save-baselines"])
 
 

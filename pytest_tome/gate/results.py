@@ -92,13 +92,56 @@ class RatioResult:
         return cls(**kwargs)
 
 
+THUMB_MAX_SIDE = 128  # pixels: enough for the report's grid, small through xdist
+
+
 @dataclass(frozen=True)
 class ImageThumb:
-    """A small uint8 RGB image as a flat list, so it survives JSON and execnet."""
+    """A small RGB image as base64 PNG text: a few kB through JSON and execnet, not pixel lists."""
 
     height: int
     width: int
-    pixels: list[int] = field(repr=False)
+    png: str = field(repr=False)  # base64 of the PNG bytes
+
+    @classmethod
+    def from_array(cls, image: Any, max_side: int = THUMB_MAX_SIDE) -> ImageThumb:
+        """From an [H, W, 3] image (floats in [0, 1] or uint8), downscaled to `max_side`."""
+        import base64
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            array = np.clip(array.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        picture = Image.fromarray(array, "RGB")
+        if max(picture.size) > max_side:
+            picture.thumbnail((max_side, max_side), Image.Resampling.BOX)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG", optimize=True)
+        text = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return cls(height=picture.height, width=picture.width, png=text)
+
+    def to_array(self) -> Any:
+        """The uint8 [height, width, 3] pixels; ValueError when the PNG does not match."""
+        import base64
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(self.png, validate=True))) as picture:
+                array = np.asarray(picture.convert("RGB"))
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"image thumbnail is not a base64 PNG: {exc}") from None
+        if array.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"image thumbnail is {array.shape[1]}x{array.shape[0]}, "
+                f"expected {self.width}x{self.height}"
+            )
+        return array
 
 
 @dataclass(frozen=True)

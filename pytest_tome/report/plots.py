@@ -335,13 +335,7 @@ def plot_quality(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
 
 
 def _pixels(thumb: ImageThumb) -> np.ndarray:
-    array = np.asarray(thumb.pixels, dtype=np.uint8)
-    if array.size != thumb.height * thumb.width * 3:
-        raise ValueError(
-            f"image thumbnail has {array.size} values, expected height*width*3 = "
-            f"{thumb.height}*{thumb.width}*3"
-        )
-    return array.reshape(thumb.height, thumb.width, 3)
+    return thumb.to_array()
 
 
 def _wrap(name: str, width: int = 18) -> str:
