@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_tome.engine.layers import BACKEND_OURS, BACKEND_TOMESD
-from pytest_tome.engine.todo import todo_factor
+from pytest_tome.methods import METHOD_TODO, METHOD_TOME, METHODS, todo_factor
 
-METHOD_TOME = "tome"  # bipartite soft matching: merge tokens, attend, unmerge
-METHOD_TODO = "todo"  # token downsampling: every query kept, keys/values downsampled
-METHODS = (METHOD_TOME, METHOD_TODO)
+__all__ = ["METHODS", "METHOD_TODO", "METHOD_TOME", "TomeArgs", "TomeNotApplicable", "max_ratio"]
 
 
 class TomeNotApplicable(Exception):
@@ -66,12 +64,13 @@ class TomeArgs:
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         ratio = self.ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or math.isnan(ratio):
-            raise ValueError(f"ratio must be a number between 0 and 1, got {ratio!r}")
         if self.method == METHOD_TODO:
             todo_factor(ratio)  # a ValueError naming the ratios ToDo can realise
             object.__setattr__(self, "ratio", float(ratio))
+            object.__setattr__(self, "backend", BACKEND_OURS)  # tomesd has no ToDo
             return
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or math.isnan(ratio):
+            raise ValueError(f"ratio must be a number between 0 and 1, got {ratio!r}")
         limit = max_ratio(self.sx, self.sy)
         if ratio < 0 or ratio > limit:
             raise ValueError(
