@@ -193,17 +193,37 @@ def _draw_bound(ax: Axes, bound: float, color: str, *, top: float, slot: int) ->
         )
         return
     ax.axhline(bound, color=color, ls=":", lw=1.6)
-    ax.annotate(
-        f"Amdahl bound {bound:.2f}x",
-        xy=(1.0, bound),
-        xycoords=("axes fraction", "data"),
-        xytext=(-4, 3),
-        textcoords="offset points",
-        ha="right",
-        va="bottom",
-        fontsize=8,
-        color=color,
-    )
+
+
+LABEL_GAP_PT = 11.0  # one 8 pt line of text and a little air
+
+
+def _label_bounds(ax: Axes, bounds: Sequence[tuple[float, str]]) -> None:
+    """Name each in-scale Amdahl line at the right, just above it; labels of close bounds are
+    pushed apart (at least LABEL_GAP_PT) so they never overlap. Call once the y-limits are final.
+    """
+    low, high = ax.get_ylim()
+    height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+    placed: list[float] = []  # label baselines, in points above the axes' bottom
+    for bound, _ in sorted(bounds):
+        at = (bound - low) / (high - low) * height_pt + 3
+        placed.append(max(at, placed[-1] + LABEL_GAP_PT) if placed else at)
+    overflow = placed[-1] + LABEL_GAP_PT - height_pt if placed else 0.0
+    if overflow > 0:  # shift the stack down, keeping the gaps
+        placed = [y - overflow for y in placed]
+    for (bound, color), y in zip(sorted(bounds), placed):
+        line = (bound - low) / (high - low) * height_pt
+        ax.annotate(
+            f"Amdahl bound {bound:.2f}x",
+            xy=(1.0, bound),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, y - line),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color=color,
+        )
 
 
 def plot_speed(
@@ -233,6 +253,7 @@ def plot_speed(
         ]
         top = 1.6 * max(highs, default=1.0)  # bounds above this would squash the curves
         off_scale = 0
+        in_scale: list[tuple[float, str]] = []
         for index, (model, rows) in enumerate(groups.items()):
             if rows:
                 style = _style(index)
@@ -241,6 +262,8 @@ def plot_speed(
                 if model in bounds:
                     _draw_bound(ax_speed, bounds[model], style["color"], top=top, slot=off_scale)
                     off_scale += bounds[model] > top
+                    if bounds[model] <= top:
+                        in_scale.append((bounds[model], style["color"]))
         ax_speed.axhline(1.0, color="#333333", ls="--", lw=1.2, label="1.0x (no gain)")
         if bounds:
             ax_speed.plot([], [], color=NOTE_COLOR, ls=":", lw=1.6, label="Amdahl bound")
@@ -263,6 +286,7 @@ def plot_speed(
         ]
         notes += _not_mergeable_note(_groups(results))
         _finish(fig, "Token merging: speed", sub, notes, ax_speed)
+        _label_bounds(ax_speed, in_scale)  # needs the final axes size and limits
         return _png(fig)
 
 
