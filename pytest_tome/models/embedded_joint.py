@@ -12,6 +12,32 @@ from typing import Any
 
 CALL_KWARGS = "pytest_tome_call_kwargs"  # pipeline attribute: extra kwargs for each call
 T5_TOKENS = 32
+SHARPNESS = 4.0  # queries and keys scaled up: attention logits x 16
+
+
+def _sharpen(transformer: Any, factor: float = SHARPNESS) -> Any:
+    """Scale every attention's queries and keys by `factor`, after their norms if any.
+
+    Random weights attend almost uniformly over 1024 tokens, so every token's output is about
+    the mean of all values and merging (or a wrong unmerge) would hardly show in the images.
+    Sharper attention makes each output depend on the tokens it attends to, as when trained.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in transformer.modules():
+            for q, k in (("to_q", "to_k"), ("add_q_proj", "add_k_proj")):
+                norm = "norm_q" if q == "to_q" else "norm_added_q"
+                if getattr(module, q, None) is None:
+                    continue
+                if getattr(module, norm, None) is not None:  # RMSNorm after the projection
+                    layers = (getattr(module, norm), getattr(module, norm.replace("q", "k")))
+                else:
+                    layers = (getattr(module, q), getattr(module, k))
+                for layer in layers:
+                    for param in layer.parameters():
+                        param.mul_(factor)
+    return transformer
 
 
 def _clip(tokenizer: Any, *, projection: bool) -> Any:
@@ -94,7 +120,7 @@ def tiny_sd3() -> Any:
         pos_embed_max_size=32,
     )
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer,
+        transformer=_sharpen(transformer),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_vae(4),
         text_encoder=_clip(clip, projection=True),
@@ -128,7 +154,7 @@ def tiny_flux() -> Any:
         axes_dims_rope=(4, 6, 6),
     )
     pipe = FluxPipeline(
-        transformer=transformer,
+        transformer=_sharpen(transformer),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_vae(4),
         text_encoder=_clip(clip, projection=False),
