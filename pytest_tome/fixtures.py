@@ -39,6 +39,13 @@ def tome_ratio(request: pytest.FixtureRequest, tome_settings: TomeSettings) -> f
     return getattr(request, "param", tome_settings.ratios[0])
 
 
+@pytest.fixture
+def tome_method(request: pytest.FixtureRequest, tome_settings: TomeSettings) -> str:
+    """One token reduction method from `--tome-methods`: "tome" (merging) or "todo"
+    (key/value downsampling); with `tome_ratio`, parametrized over the pairs each realises."""
+    return getattr(request, "param", tome_settings.methods[0])
+
+
 @pytest.fixture(scope="session")
 def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterator[Any]:
     """The pipeline of `tome_model`, built or loaded once per session, progress bars off."""
@@ -58,19 +65,21 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
 def tome_generate(
     tome_pipeline: Any, tome_settings: TomeSettings, tome_model: ModelSpec
 ) -> Callable[..., np.ndarray]:
-    """`tome_generate(ratio)` -> float32 images [N, H, W, 3] in [0, 1].
+    """`tome_generate(ratio, method="tome")` -> float32 images [N, H, W, 3] in [0, 1].
 
-    Fixed seed and steps from the settings; ToMe is applied for the call and removed after,
-    so the cached pipeline is never left patched. A ratio that cannot merge anything on this
-    model fails the test with the reason, never passes silently.
+    Fixed seed and steps from the settings; ToMe (or ToDo, `method="todo"`) is applied for
+    the call and removed after, so the cached pipeline is never left patched. A ratio that
+    cannot merge anything on this model fails the test with the reason, never passes silently.
     """
     from pytest_tome.engine import TomeNotApplicable, max_ratio
     from pytest_tome.gate.runs import generate
+    from pytest_tome.methods import METHOD_TOME
 
-    def run(ratio: float, **tome_kwargs: Any) -> np.ndarray:
+    def run(ratio: float, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
         __tracebackhide__ = True
+        _check_generate_arguments(ratio, method, tome_kwargs)  # names a bad method or ratio
         limit = max_ratio(tome_kwargs.get("sx", 2), tome_kwargs.get("sy", 2))
-        if not 0 <= ratio <= limit:
+        if method == METHOD_TOME and not 0 <= ratio <= limit:
             pytest.fail(
                 f"{tome_model.name}: ratio {ratio:g} is outside [0, {limit:g}], "
                 "the most that sx x sy destination cells allow",
@@ -83,10 +92,44 @@ def tome_generate(
                 steps=tome_settings.steps,
                 seed=tome_settings.seed,
                 images=tome_settings.images,
+                method=method,
                 **tome_kwargs,
             )
 
     return run
+
+
+def _check_generate_arguments(ratio: Any, method: str, tome_kwargs: dict[str, Any]) -> None:
+    """Fail the test naming a bad argument of `tome_generate`, before anything runs."""
+    __tracebackhide__ = True
+    import inspect
+
+    from pytest_tome.engine import apply_tome
+
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        pytest.fail(
+            f"tome_generate: ratio={ratio!r} is a {type(ratio).__name__}; pass a number "
+            "such as 0.5",
+            pytrace=False,
+        )
+    valid = [
+        name
+        for name, p in inspect.signature(apply_tome).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("seed", "method")
+    ]
+    unknown = sorted(set(tome_kwargs) - set(valid))
+    if unknown:
+        pytest.fail(
+            f"tome_generate: unknown argument(s) {', '.join(unknown)}; valid: "
+            f"ratio, method, {', '.join(valid)} (the seed comes from --tome-seed)",
+            pytrace=False,
+        )
+    from pytest_tome.engine import TomeArgs
+
+    try:
+        TomeArgs(ratio, **tome_kwargs, method=method)
+    except (TypeError, ValueError) as exc:
+        pytest.fail(f"tome_generate: {exc}", pytrace=False)
 
 
 @pytest.fixture
@@ -95,29 +138,41 @@ def tome_gate(
     tome_pipeline: Any,
     tome_model: ModelSpec,
     tome_settings: TomeSettings,
-    benchmark: Any,
-) -> Callable[[float], Any]:
+    tome_method: str,
+) -> Callable[..., Any]:
     """`tome_gate(ratio)`: time, peak memory, PSNR and SSIM of `tome_model` at `ratio`,
     asserted against the stored baseline (or saved with `--tome-save-baselines`).
+    The method is the test's `tome_method` (so `--tome-methods` parametrizes gate tests), or
+    `tome_gate(ratio, method="todo")`.
 
     The merged runs are pytest-benchmark's timed rounds (the unmerged run is each round's
-    setup), so `--benchmark-compare` and `--benchmark-json` see them. One ratio per test.
+    setup or teardown), so `--benchmark-compare` and `--benchmark-json` see them. With
+    `--benchmark-skip` the gate still runs, with its own loop. One ratio per test.
     """
     from pytest_tome.gate.check import TOLERANCES_KEY, Gate, save_command
     from pytest_tome.progress import progress_writer
 
-    def check(ratio: float) -> Any:
+    # Requested here, not as an argument: pytest-benchmark skips every test that names its
+    # fixture under --benchmark-skip, and the gate must not vanish with the benchmarks.
+    benchmark = (
+        None if request.config.getoption("benchmark_skip") else request.getfixturevalue("benchmark")
+    )
+
+    def check(ratio: float, method: str | None = None) -> Any:
         __tracebackhide__ = True
+        method = method or tome_method
         gate = Gate(
             session=tome_session(request.config),
             spec=tome_model,
             pipe=tome_pipeline,
             tolerances=request.node.stash.get(TOLERANCES_KEY, tome_settings.tolerances),
-            pedantic=benchmark.pedantic,
-            extra_info=benchmark.extra_info,
+            pedantic=benchmark.pedantic if benchmark is not None else None,
+            extra_info=benchmark.extra_info if benchmark is not None else {},
             progress=progress_writer(request.config),
-            save_command=save_command(request.node.nodeid, tome_model, ratio, tome_settings),
+            save_command=save_command(
+                request.node.nodeid, tome_model, ratio, tome_settings, method
+            ),
         )
-        return gate.check(ratio)
+        return gate.check(ratio, method)
 
     return check

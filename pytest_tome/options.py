@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from pytest_tome.methods import METHODS
 from pytest_tome.models.embedded import DEFAULT_MODELS
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
 DTYPES = ("float32", "float16", "bfloat16")
+INCONCLUSIVE_POLICIES = ("fail", "warn")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -90,6 +92,18 @@ def parse_models(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(entries))
 
 
+def parse_methods(text: str) -> tuple[str, ...]:
+    """Comma-separated reduction methods, each `tome` (token merging) or `todo` (downsampling)."""
+    entries = [item.strip().lower() for item in text.split(",")]
+    for item in entries:
+        if item not in METHODS:
+            raise argparse.ArgumentTypeError(
+                f"method {item!r} in {text!r} is not one of {', '.join(METHODS)} "
+                "(tome = token merging, todo = token downsampling of keys/values)"
+            )
+    return tuple(dict.fromkeys(entries))
+
+
 def parse_device(text: str) -> str:
     """`auto`, `cpu`, `cuda`, `cuda:N` or `mps` (availability is checked at configure)."""
     text = text.strip().lower()
@@ -121,6 +135,23 @@ def _positive_int(what: str, minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = what.replace(" ", "_")
     return parse
+
+
+def parse_threads(text: str) -> int | None:
+    """`auto` (None: torch's own thread count, or the xdist worker's share) or an integer >= 1."""
+    if text.strip().lower() == "auto":
+        return None
+    return _positive_int("threads", 1)(text)
+
+
+def parse_inconclusive(text: str) -> str:
+    text = text.strip().lower()
+    if text not in INCONCLUSIVE_POLICIES:
+        raise argparse.ArgumentTypeError(
+            f"inconclusive={text!r} is not one of {', '.join(INCONCLUSIVE_POLICIES)} "
+            "(fail: a verdict too noisy to decide fails the test; warn: it is noted and passes)"
+        )
+    return text
 
 
 def _tolerance(metric: str) -> Callable[[str], float]:
@@ -164,6 +195,14 @@ OPTIONS: tuple[Option, ...] = (
         "LIST",
     ),
     Option(
+        "methods",
+        "token reduction methods: tome (merging), todo (key/value downsampling; ratios "
+        "0.75, 0.889, 0.9375), comma-separated",
+        "tome",
+        parse_methods,
+        "LIST",
+    ),
+    Option(
         "models",
         "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
         "local folders or hub ids, comma-separated",
@@ -190,6 +229,28 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option("warmup", "untimed warm-up rounds per ratio", "1", _positive_int("warmup", 0), "N"),
+    Option(
+        "max-rounds",
+        "rounds a ratio may grow to while its speedup is too noisy to decide",
+        "12",
+        _positive_int("max rounds", 2),
+        "N",
+    ),
+    Option(
+        "threads",
+        "torch threads while timing on the CPU: N or auto (torch's own count); 1 keeps the "
+        "speedup steady beside a busy neighbour",
+        "1",
+        parse_threads,
+        "N|auto",
+    ),
+    Option(
+        "inconclusive",
+        "what a verdict too noisy to decide does: fail the test, or warn (note it and pass)",
+        "fail",
+        parse_inconclusive,
+        "fail|warn",
+    ),
     Option("baselines", "baselines folder (default: <rootdir>/baselines)", None, str, "DIR"),
     Option("save-baselines", "write this run's measurements into the baselines", None),
     Option("report", "write report.json, report.md and plots into DIR", None, str, "DIR"),

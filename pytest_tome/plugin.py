@@ -11,11 +11,13 @@ import pytest
 from pytest_tome.fixtures import (  # noqa: F401  (fixtures are found by their presence here)
     tome_gate,
     tome_generate,
+    tome_method,
     tome_model,
     tome_pipeline,
     tome_ratio,
     tome_settings,
 )
+from pytest_tome.methods import METHOD_TOME
 from pytest_tome.options import add_options, option_values
 from pytest_tome.session import SESSION_KEY, TOLERANCES_KEY, TomeSession
 from pytest_tome.settings import SettingsError, TomeSettings, build_settings
@@ -71,9 +73,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if session is None:
         return []
     s = session.settings
-    ratios = ",".join(f"{r:g}" for r in s.ratios)
+    ratios = ",".join(f"{r:g}" for r in s.ratios) + _methods(s)
     saving = " (saving baselines)" if s.save_baselines else ""
     return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios}{saving}"]
+
+
+def _methods(s: TomeSettings) -> str:
+    """` methods=tome,todo` when other methods than ToMe alone are tested, else nothing."""
+    return "" if s.methods == (METHOD_TOME,) else f" methods={','.join(s.methods)}"
 
 
 def settings_lines(settings: TomeSettings) -> list[str]:
@@ -83,7 +90,7 @@ def settings_lines(settings: TomeSettings) -> list[str]:
     models = ",".join(m.name for m in s.models)
     ratios = ",".join(f"{r:g}" for r in s.ratios)
     return [
-        f"tome: models={models} ratios={ratios}",
+        f"tome: models={models} ratios={ratios}{_methods(s)}",
         (
             f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed}"
             f" images={s.images} rounds={s.rounds} warmup={s.warmup}"
@@ -100,12 +107,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "tome_model" in metafunc.fixturenames:
         names = [m.name for m in s.models]
         metafunc.parametrize("tome_model", names, ids=names, indirect=True, scope="session")
-    if "tome_ratio" in metafunc.fixturenames:
+    with_method = "tome_method" in metafunc.fixturenames
+    if with_method and "tome_ratio" in metafunc.fixturenames:
+        runs = s.runs()  # each method with the ratios it can realise
+        metafunc.parametrize(
+            ("tome_method", "tome_ratio"), runs, ids=[run_id(*run) for run in runs], indirect=True
+        )
+    elif "tome_ratio" in metafunc.fixturenames:
         metafunc.parametrize(
             "tome_ratio", s.ratios, ids=[f"r{r:g}" for r in s.ratios], indirect=True
         )
+    elif with_method and s.methods != (METHOD_TOME,):
+        metafunc.parametrize("tome_method", s.methods, ids=list(s.methods), indirect=True)
 
 
+def run_id(method: str, ratio: float) -> str:
+    """A test id part: `r0.5` for ToMe (as before methods existed), `todo-r0.75` for others."""
+    return f"r{ratio:g}" if method == METHOD_TOME else f"{method}-r{ratio:g}"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's, whose skip marks it may undo
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate `@pytest.mark.tome(...)` tolerances now, not when the test first runs; when a
     collected test uses a tome fixture, check the device now too (a usage error, exit 4)."""
@@ -114,6 +135,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from pytest_tome.gate.verdicts import tolerances_from_marker
 
+    _gates_keep_their_benchmark(config, items)
     # Under xdist a worker's usage error would end as a crash report; there the fixture that
     # first needs the device fails its tests cleanly instead (fixtures.tome_settings).
     if session.worker_index is None and any(_uses_tome(item) for item in items):
@@ -129,6 +151,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             except ValueError as exc:
                 raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.tome: {exc}") from None
         item.stash[TOLERANCES_KEY] = tolerances
+
+
+def _gates_keep_their_benchmark(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tome_gate needs pytest-benchmark (a usage error without it) and runs under
+    --benchmark-only: it takes the benchmark fixture at run time, so it is no test
+    "without a benchmark" that pytest-benchmark would skip."""
+    gates = [item for item in items if "tome_gate" in getattr(item, "fixturenames", ())]
+    if not gates:
+        return
+    if not config.pluginmanager.hasplugin("benchmark"):
+        raise pytest.UsageError(
+            "pytest-tome's gate (tome_gate) needs pytest-benchmark, which is disabled here "
+            "(-p no:benchmark?); enable it, and use --benchmark-disable to switch its timing off"
+        )
+    for item in gates:
+        item.own_markers[:] = [
+            mark
+            for mark in item.own_markers
+            if not (mark.name == "skip" and "--benchmark-only" in str(mark.kwargs.get("reason")))
+        ]
 
 
 def _uses_tome(item: pytest.Item) -> bool:

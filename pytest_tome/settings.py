@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.methods import METHOD_TOME, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model
 
 
@@ -19,6 +21,7 @@ class TomeSettings:
     """What every fixture and the gate read; built once per session (per worker under xdist)."""
 
     ratios: tuple[float, ...] = (0.5,)
+    methods: tuple[str, ...] = (METHOD_TOME,)
     models: tuple[ModelSpec, ...] = ()
     device: str = "cpu"  # as asked ("auto", "cuda") until resolved: "cpu", "cuda:0", "mps"
     dtype: str = "float32"
@@ -27,6 +30,9 @@ class TomeSettings:
     images: int = 1
     rounds: int = 6
     warmup: int = 1
+    max_rounds: int = 12  # rounds may grow to this while the speedup is too noisy to decide
+    threads: int | None = 1  # torch threads while timing on the CPU; None: torch's own count
+    inconclusive: str = "fail"  # or "warn"
     baselines: Path = Path("baselines")
     save_baselines: bool = False
     report: Path | None = None
@@ -35,10 +41,15 @@ class TomeSettings:
     def model(self, name: str) -> ModelSpec:
         return next(spec for spec in self.models if spec.name == name)
 
+    def runs(self) -> list[tuple[str, float]]:
+        """The (method, ratio) pairs to test: every ratio for ToMe, those ToDo realises for it."""
+        return [(m, r) for m in self.methods for r in self.ratios if realises(m, r)]
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view for the header, report.json and fingerprints."""
         return {
             "ratios": list(self.ratios),
+            "methods": list(self.methods),
             "models": [spec.name for spec in self.models],
             "device": self.device,
             "dtype": self.dtype,
@@ -47,6 +58,9 @@ class TomeSettings:
             "images": self.images,
             "rounds": self.rounds,
             "warmup": self.warmup,
+            "max_rounds": self.max_rounds,
+            "threads": self.threads or "auto",
+            "inconclusive": self.inconclusive,
             "baselines": str(self.baselines),
             "tolerances": asdict(self.tolerances),
         }
@@ -77,9 +91,13 @@ def build_settings(
     baselines = (
         here / values["tome_baselines"] if values["tome_baselines"] else rootdir / "baselines"
     )
+    check_baselines_folder(baselines, saving=bool(values["tome_save_baselines"]))
     report = here / values["tome_report"] if values["tome_report"] else None
+    methods = values.get("tome_methods") or (METHOD_TOME,)
+    _check_methods(methods, values["tome_ratios"])
     return TomeSettings(
         ratios=values["tome_ratios"],
+        methods=methods,
         models=tuple(models),
         device=device,
         dtype=dtype,
@@ -88,6 +106,9 @@ def build_settings(
         images=values["tome_images"],
         rounds=values["tome_rounds"],
         warmup=values["tome_warmup"],
+        max_rounds=values["tome_max_rounds"],
+        threads=values["tome_threads"],
+        inconclusive=values["tome_inconclusive"],
         baselines=baselines,
         save_baselines=bool(values["tome_save_baselines"]),
         report=report,
@@ -105,6 +126,34 @@ def resolve_settings(settings: TomeSettings, worker_index: int | None = None) ->
     device = resolve_device(settings.device, worker_index)
     _check_dtype(device, settings.dtype)
     return replace(settings, device=device)
+
+
+def check_baselines_folder(folder: Path, *, saving: bool) -> None:
+    """A baselines path that is a file, or (for a saving run) a folder that cannot be
+    written, is a usage error before any test measures anything."""
+    if folder.exists() and not folder.is_dir():
+        raise SettingsError(f"--tome-baselines: {folder} is a file; expected a folder")
+    if not saving:
+        return
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SettingsError(f"--tome-baselines: {existing} is a file, so {folder} cannot be made")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingsError(
+            f"--tome-baselines: {existing} is read-only; --tome-save-baselines needs to write "
+            f"{folder} (pick a writable folder, or run without saving)"
+        )
+
+
+def _check_methods(methods: tuple[str, ...], ratios: tuple[float, ...]) -> None:
+    for method in methods:
+        if not any(realises(method, r) for r in ratios):
+            given = ",".join(f"{r:g}" for r in ratios)
+            raise SettingsError(
+                f"--tome-methods={method}: none of --tome-ratios={given} is a ratio {method} can "
+                f"realise; ToDo removes {valid_todo_ratios()} of the keys/values, "
+                "e.g. --tome-ratios=0.5,0.75"
+            )
 
 
 def _check_dtype(device: str, dtype: str) -> None:

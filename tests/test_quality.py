@@ -74,15 +74,26 @@ def test_a_list_of_pil_images_is_accepted(rgb):
     assert image_quality(pil, pil[::-1]) == image_quality(array, array[::-1])
 
 
-def test_the_mean_is_over_images_and_identical_ones_make_it_infinite(rgb):
+def test_one_identical_image_does_not_hide_a_loss_in_the_others(rgb):
     merged = rgb.copy()
     merged[1] = noisy(rgb[1], 0.1)
     quality = image_quality(rgb, merged)
-    assert quality.psnr == math.inf
     assert quality.psnr_per_image[0] == math.inf
     assert math.isfinite(quality.psnr_per_image[1])
+    # PSNR of the MSE pooled over both images: the loss in image 1 shows, halved in MSE (+3 dB).
+    pooled_mse = np.mean((rgb - merged) ** 2)
+    assert quality.psnr == pytest.approx(10 * math.log10(1 / pooled_mse))
+    assert quality.psnr == pytest.approx(quality.psnr_per_image[1] + 10 * math.log10(2))
     assert not quality.identical
     assert quality.ssim == pytest.approx((1.0 + quality.ssim_per_image[1]) / 2)
+
+
+def test_pooled_psnr_sits_between_the_images_and_is_not_their_mean(rgb):
+    merged = np.stack([noisy(rgb[0], 0.02), noisy(rgb[1], 0.2, seed=1)])
+    quality = image_quality(rgb, merged)
+    low, high = sorted(quality.psnr_per_image)
+    assert low < quality.psnr < high
+    assert quality.psnr != pytest.approx(np.mean(quality.psnr_per_image))  # the worse one weighs
 
 
 def test_mismatched_shapes_name_both_shapes(rgb):

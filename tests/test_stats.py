@@ -39,7 +39,18 @@ def test_median_interval_with_many_samples_is_narrower_than_the_range():
     samples = list(np.linspace(1.0, 2.0, 20))
     (low, high), coverage = median_ci(samples)
     assert 1.0 < low < np.median(samples) < high < 2.0
-    assert coverage == 0.95
+    assert 0.95 <= coverage < 0.97
+
+
+@pytest.mark.parametrize(
+    ("n", "ranks", "coverage"),
+    [(6, (1, 6), 1 - 2 / 64), (9, (2, 8), 1 - 2 * 10 / 512), (12, (3, 10), 1 - 2 * 79 / 4096)],
+)
+def test_median_interval_reports_the_coverage_its_order_statistics_really_have(n, ranks, coverage):
+    samples = [float(i) for i in range(1, n + 1)]
+    interval, real = median_ci(samples[::-1])
+    assert interval == ranks  # the samples are their own ranks
+    assert real == pytest.approx(coverage) and real >= 0.95
 
 
 def test_paired_speedup_is_the_median_of_per_round_ratios():

@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 
 from pytest_tome.failures import fail_test_on
-from pytest_tome.gate.results import NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, ImageThumb, RatioResult
 from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TOLERANCES_KEY, TomeSession  # noqa: F401  (re-exported)
 
+_METHOD_NAMES = {"tome": "ToMe", "todo": "ToDo"}
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
 # percent of noise moves the Amdahl bound 1 / (1 - share) by a whole 1x.
 HEADROOM_REPEATS = 5
@@ -55,29 +57,38 @@ class Gate:
     progress: Callable[[str], None]
     save_command: str
 
-    def check(self, ratio: float) -> RatioResult:
+    def check(self, ratio: float, method: str = METHOD_TOME) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.engine import max_ratio
 
+        if method not in METHODS:
+            pytest.fail(f"method {method!r} is not one of {', '.join(METHODS)}", pytrace=False)
         limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
-        if ratio > limit:
+        if method == METHOD_TOME and ratio > limit:
+            why = f"ratio {ratio:g} is above {limit:g}, the most 2x2 cells allow"
+        elif not realises(method, ratio):
+            why = (
+                f"ToDo cannot remove {ratio:g} of the keys/values; it removes {valid_todo_ratios()}"
+            )
+        else:
+            why = ""
+        if why:
             self._record(
                 RatioResult(
                     self.spec.key,
                     ratio,
                     self._device_key(),
                     verdict=NOT_MERGEABLE,
-                    reasons=(f"ratio {ratio:g} is above {limit:g}, the most 2x2 cells allow",),
+                    reasons=(why,),
+                    method=method,
                 )
             )
-            pytest.skip(
-                f"{self.spec.name}: ratio {ratio:g} is not mergeable: above {limit:g}, "
-                f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow"
-            )
+            pytest.skip(f"{self.spec.name}: {method} at ratio {ratio:g} is not mergeable: {why}")
         self._headroom()
-        result = self._measure(ratio)
+        result = self._measure(ratio, method)
         self.extra_info.update(
             model=self.spec.name,
+            method=method,
             ratio=ratio,
             speedup=result.speedup,
             speedup_ci=result.speedup_ci,
@@ -90,45 +101,65 @@ class Gate:
 
     # --- measuring -------------------------------------------------------------------------
 
-    def _measure(self, ratio: float) -> RatioResult:
+    def _measure(self, ratio: float, method: str) -> RatioResult:
         import torch
 
         from pytest_tome.engine import TomeNotApplicable, apply_tome
         from pytest_tome.gate.measure import interleaved
         from pytest_tome.gate.quality import image_quality
-        from pytest_tome.gate.runs import generate
+        from pytest_tome.gate.runs import run_pipeline
+        from pytest_tome.gate.runtime import MergedCalls, MergingStopped, unchanged_images
         from pytest_tome.gate.stats import paired_speedup
 
         s = self.session.settings
         with fail_test_on(TomeNotApplicable, prefix=f"{self.spec.name}: "):
-            patched = apply_tome(self.pipe, ratio, seed=s.seed, **TOME_ARGS)  # a no-op fails now
+            # a no-op fails now
+            patched = apply_tome(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
         layers = len(patched.layers)
         patched.remove()
 
         def run_base() -> np.ndarray:
-            return generate(self.pipe, 0.0, steps=s.steps, seed=s.seed, images=s.images)
+            return run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
 
-        def run_tome() -> np.ndarray:
-            images = generate(
-                self.pipe, ratio, steps=s.steps, seed=s.seed, images=s.images, **TOME_ARGS
-            )
+        def run_tome() -> np.ndarray:  # ToMe is applied around it by `merged`, untimed
+            images = run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
             done[0] += 1
-            total = s.warmup + s.rounds
+            total = s.warmup + max(s.rounds, s.max_rounds)
             step = f"round {done[0]}/{total}" if done[0] <= total else "peak memory (untimed)"
             elapsed = time.perf_counter() - start
-            self.progress(f"{self.spec.name} r{ratio:g}: {step} ({elapsed:.0f} s)")
+            self.progress(f"{self.spec.name} {run_label(method, ratio)}: {step} ({elapsed:.0f} s)")
             return images
 
         done, start = [0], time.perf_counter()
-        paired = interleaved(
-            run_base,
-            run_tome,
-            rounds=s.rounds,
-            warmup=s.warmup,
-            device=torch.device(s.device),
-            images_per_call=s.images,
-            pedantic=self.pedantic,
-        )
+        merged = MergedCalls(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
+        device = torch.device(s.device)
+        try:
+            paired = interleaved(
+                run_base,
+                run_tome,
+                rounds=s.rounds,
+                warmup=s.warmup,
+                device=device,
+                images_per_call=s.images,
+                pedantic=self.pedantic,
+                merged=merged,
+                threads=s.threads if device.type == "cpu" else None,
+                max_rounds=s.max_rounds,
+                undecided=self._undecided(ratio, method),
+            )
+            stopped = unchanged_images(paired.output_base, paired.output_tome, ratio)
+        except MergingStopped as exc:
+            stopped = list(exc.lines)
+        if stopped:
+            device_key = self._device_key()
+            self._record(
+                RatioResult(self.spec.key, ratio, device_key, verdict="fail",
+                            reasons=tuple(stopped), method=method)
+            )  # fmt: skip
+            pytest.fail(
+                f"ToMe gate failed for {self.spec.name} at ratio {ratio:g}:\n" + "\n".join(stopped),
+                pytrace=False,
+            )
         speedup = paired_speedup(paired.time_base, paired.time_tome)
         psnr = ssim = None
         if not self.spec.weights_are_random:
@@ -152,7 +183,21 @@ class Gate:
             patched_layers=layers,
             image_base=thumbnail(paired.output_base),
             image_tome=thumbnail(paired.output_tome),
+            method=method,
         )
+
+    def _undecided(self, ratio: float, method: str) -> Callable[..., bool]:
+        """Whether the speedup so far is too noisy to decide against the stored baseline."""
+        from pytest_tome.gate.runtime import peek_baseline
+        from pytest_tome.gate.verdicts import speed_undecided
+
+        s = self.session.settings
+        baseline = (
+            None
+            if s.save_baselines
+            else peek_baseline(s.baselines, self._device_key(), self.spec.key, ratio, method)
+        )
+        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
 
     def _headroom(self) -> None:
         """Once per model: the share of a UNet forward spent in the layers ToMe merges."""
@@ -209,18 +254,37 @@ class Gate:
                 result.ratio,
                 fingerprint=fingerprint,
                 save_command=self.save_command,
+                method=result.method,
             )
         decision = decide(
             result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
         )
         result = self._record(replace(result, verdict=decision.verdict, reasons=decision.reasons))
+        if decision.verdict == INCONCLUSIVE:
+            self._inconclusive(result, decision.table)
         if decision.verdict == "fail":
             pytest.fail(
-                f"ToMe gate failed for {self.spec.name} at ratio {result.ratio:g} on "
+                f"{_METHOD_NAMES[result.method]} gate failed for {self.spec.name} at ratio "
+                f"{result.ratio:g} on "
                 f"{result.device}:\n{decision.table}",
                 pytrace=False,
             )
         return result
+
+    def _inconclusive(self, result: RatioResult, table: str) -> None:
+        """Too noisy to decide: fail with what to do, or (--tome-inconclusive=warn) note it."""
+        __tracebackhide__ = True
+        s = self.session.settings
+        text = (
+            f"ToMe gate inconclusive for {self.spec.name} at ratio {result.ratio:g} on "
+            f"{result.device}: too noisy to tell a pass from a fail after "
+            f"{len(result.time_tome)} rounds (threads={s.threads or 'auto'}).\n{table}\n"
+            "Rerun on a quieter machine, raise --tome-rounds or --tome-max-rounds, use "
+            "--tome-threads=1, or widen --tome-tol-speed; --tome-inconclusive=warn lets it pass."
+        )
+        if s.inconclusive == "fail":
+            pytest.fail(text, pytrace=False)
+        self.session.notes.append(f"WARNING: {text.splitlines()[0]}")
 
     @contextmanager
     def _failing(self, result: RatioResult) -> Iterator[None]:
@@ -246,8 +310,18 @@ class Gate:
             images=s.images,
             resolution=[image.height, image.width] if image else None,
             dtype=s.dtype,
-            tome=dict(TOME_ARGS),
+            tome={**TOME_ARGS, "method": result.method},
+            **self._timing(),
         )
+
+    def _timing(self) -> dict[str, Any]:
+        """The torch thread count that timed a CPU run: it moves the speedup, so it is part
+        of the fingerprint (GPU timings do not depend on it)."""
+        import torch
+
+        if torch.device(self.session.settings.device).type != "cpu":
+            return {}
+        return {"threads": self.session.settings.threads or torch.get_num_threads()}
 
     def _device_key(self) -> str:
         import torch
@@ -268,9 +342,13 @@ def thumbnail(images: np.ndarray | None) -> ImageThumb | None:
     return ImageThumb.from_array(images[0])
 
 
-def save_command(nodeid: str, spec: ModelSpec, ratio: float, settings: Any) -> str:
+def save_command(
+    nodeid: str, spec: ModelSpec, ratio: float, settings: Any, method: str = METHOD_TOME
+) -> str:
     """The command that writes the missing baseline for one test, with the run's settings."""
     words = [f"pytest '{nodeid}'", f"--tome-models={spec.name}", f"--tome-ratios={ratio:g}"]
+    if method != METHOD_TOME:
+        words.append(f"--tome-methods={method}")
     defaults = type(settings)()
     for name in ("dtype", "steps", "seed", "images", "rounds", "warmup"):
         if getattr(settings, name) != getattr(defaults, name):
@@ -281,6 +359,11 @@ def save_command(nodeid: str, spec: ModelSpec, ratio: float, settings: Any) -> s
     if folder.resolve() != (Path.cwd() / "baselines").resolve():  # not the default from here
         words.append("--tome-baselines=" + shlex.quote(os.path.relpath(folder)))
     return " ".join([*words, "--tome-save-baselines"])
+
+
+def run_label(method: str, ratio: float) -> str:
+    """`r0.5` for ToMe, `todo r0.75` for the other methods."""
+    return f"r{ratio:g}" if method == METHOD_TOME else f"{method} r{ratio:g}"
 
 
 def _json_float(value: float | None) -> float | str | None:

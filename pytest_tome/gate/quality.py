@@ -9,7 +9,6 @@ the same picture score the same.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +22,10 @@ _MIN_SIDE = 3  # a 1-pixel window has no variance, so SSIM is undefined below 3x
 
 @dataclass(frozen=True)
 class Quality:
-    """Mean PSNR (dB) and SSIM of the merged images against their unmerged twins."""
+    """PSNR (dB, of the MSE pooled over all images) and mean SSIM of the merged images
+    against their unmerged twins."""
 
-    psnr: float  # math.inf when the images are identical
+    psnr: float  # of the pooled MSE; math.inf only when every image is identical
     ssim: float
     psnr_per_image: tuple[float, ...]
     ssim_per_image: tuple[float, ...]
@@ -90,10 +90,12 @@ def ssim_window(height: int, width: int) -> int:
 
 
 def image_quality(reference: Any, merged: Any) -> Quality:
-    """PSNR and SSIM of each merged image against the reference with the same index, averaged.
+    """PSNR and SSIM of the merged images against the references with the same index.
 
-    Identical images have PSNR math.inf (scikit-image would divide by zero); the mean is then
-    inf too, which is what "identical" should read as. `psnr_per_image` shows the rest.
+    PSNR is that of the mean squared error pooled over all images (not a mean of per-image
+    PSNRs): an image left identical (PSNR inf) cannot hide a loss in the others, and the
+    result is inf only when every image is identical. SSIM is the mean of the images' SSIM.
+    `psnr_per_image` keeps each image's own PSNR (inf where identical).
     """
     ref = as_batch(reference, "reference images")
     out = as_batch(merged, "merged images")
@@ -115,14 +117,15 @@ def image_quality(reference: Any, merged: Any) -> Quality:
             if identical
             else float(structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win))
         )
+    pooled = (
+        math.inf
+        if np.array_equal(ref, out)
+        else float(peak_signal_noise_ratio(ref, out, data_range=1.0))
+    )
     return Quality(
-        psnr=_mean(psnrs),
-        ssim=_mean(ssims),
+        psnr=pooled,
+        ssim=float(np.mean(ssims)),
         psnr_per_image=tuple(psnrs),
         ssim_per_image=tuple(ssims),
         win_size=win,
     )
-
-
-def _mean(values: Sequence[float]) -> float:
-    return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))

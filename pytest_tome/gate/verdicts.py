@@ -74,6 +74,11 @@ def parse_tolerance(name: str, value: Any) -> float:
     number = _number(name, value)
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"tolerance {name}={value!r} must be a finite number >= 0")
+    if name == "speed" and number >= 1:
+        raise ValueError(
+            f"tolerance speed={value!r} must lie in [0, 100%): it is the share of the speedup "
+            "that may be lost (100% would allow any slowdown), e.g. 10%"
+        )
     if name == "alpha" and not 0 < number < 1:
         raise ValueError(f"alpha={value!r} must lie strictly between 0 and 1 (e.g. 0.05 or 5%)")
     return number

@@ -58,8 +58,18 @@ def format_speedup(result: RatioResult) -> str:
     text = f"{result.speedup:.2f}x"
     if result.speedup_ci is not None:
         low, high = result.speedup_ci
-        text += f" [{low:.2f}, {high:.2f}]"
+        text += f" [{low:.2f}, {high:.2f}]{_coverage(result)}"
     return text
+
+
+def _coverage(result: RatioResult) -> str:
+    """The interval's real coverage where it is not the 95% the column names (few rounds)."""
+    if len(result.time_base) < 2 or len(result.time_base) != len(result.time_tome):
+        return ""
+    from pytest_tome.gate.stats import paired_speedup
+    from pytest_tome.gate.verdicts import coverage_text
+
+    return coverage_text(paired_speedup(result.time_base, result.time_tome).confidence)
 
 
 def format_memory(result: RatioResult) -> str:
