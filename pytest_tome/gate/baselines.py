@@ -8,10 +8,11 @@ pytest-xdist workers lose nothing and a crash never leaves half a file. A corrup
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,7 @@ SCHEMA = 1
 _ENTRY_FIELDS = (
     "ratio", "time_base", "time_tome", "speedup", "speedup_ci", "memory_base", "memory_tome",
     "memory_base_samples", "memory_tome_samples", "memory_method", "psnr", "ssim", "patched_layers",
+    "method",
 )  # fmt: skip
 _REQUIRED = ("ratio", "time_base", "time_tome", "fingerprint")
 VERSIONED_PACKAGES = ("torch", "diffusers", "tomesd")
@@ -106,8 +108,15 @@ def device_key_of(device: torch.device) -> str:
     return device_key(device.type)
 
 
-def ratio_key(ratio: float) -> str:
-    return f"{float(ratio):g}"
+def ratio_key(ratio: float, method: str = "tome") -> str:
+    """An entry's key: the ratio for ToMe ("0.5"), method and ratio for others ("todo-r0.75")."""
+    return f"{float(ratio):g}" if method == "tome" else f"{method}-r{float(ratio):g}"
+
+
+def _key_order(key: str) -> tuple[str, float]:
+    """ToMe's entries first, each method's by ratio."""
+    method, _, ratio = key.rpartition("-r")
+    return (method, float(ratio))
 
 
 def baseline_path(folder: Path | str, device: str, model: str) -> Path:
@@ -191,23 +200,71 @@ def read_baselines(path: Path | str) -> dict[str, BaselineEntry]:
 
 
 def _entry(data: dict[str, Any], device: str, model: str) -> BaselineEntry:
+    if not isinstance(data, dict):
+        raise TypeError(f"an entry is {type(data).__name__}, expected an object")
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise KeyError(f"entry lacks {', '.join(missing)}")
+    _check_fields(data)
     base, tome = data["time_base"], data["time_tome"]
-    if not (_numbers(base) and _numbers(tome) and len(base) == len(tome)):
+    if len(base) != len(tome):
         raise ValueError("time_base and time_tome must be equally long lists of numbers")
     known = {key: data[key] for key in _ENTRY_FIELDS if key in data}
     result = RatioResult.from_dict({**known, "model": model, "device": device})
     return BaselineEntry(result, data["fingerprint"])
 
 
-def _numbers(values: Any) -> bool:
-    return (
-        isinstance(values, list)
-        and bool(values)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    )
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+_SECONDS = (
+    lambda v: isinstance(v, list) and bool(v) and all(_number(t) and t > 0 for t in v),
+    "a non-empty list of positive seconds",
+)
+_BYTES = (lambda v: v is None or _count(v), "bytes (an integer >= 0) or null")
+_BYTE_SAMPLES = (
+    lambda v: isinstance(v, list) and all(map(_count, v)),
+    "a list of bytes (integers >= 0)",
+)
+# Each field an entry may hold, what it must be, and how to say so.
+_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "fingerprint": (lambda v: isinstance(v, dict), "an object of settings"),
+    "ratio": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "time_base": _SECONDS,
+    "time_tome": _SECONDS,
+    "speedup": (lambda v: v is None or (_number(v) and v > 0), "a positive number or null"),
+    "speedup_ci": (
+        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
+        "two numbers or null",
+    ),
+    "memory_base": _BYTES,
+    "memory_tome": _BYTES,
+    "memory_base_samples": _BYTE_SAMPLES,
+    "memory_tome_samples": _BYTE_SAMPLES,
+    "memory_method": (lambda v: isinstance(v, str), "a string"),
+    "psnr": (
+        lambda v: v is None or v == "inf" or (_number(v) and v >= 0),
+        'decibels (a number >= 0), "inf" or null',
+    ),
+    "ssim": (lambda v: v is None or (_number(v) and -1 <= v <= 1), "a number in [-1, 1] or null"),
+    "patched_layers": (_count, "an integer >= 0"),
+}
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    """ValueError naming the first field of an entry that has the wrong type or range."""
+    for name, (valid, expected) in _FIELD_RULES.items():
+        if name in data and not valid(data[name]):
+            shown = repr(data[name])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ValueError(
+                f"entry {data.get('ratio')!r}: field {name} is {shown}; expected {expected}"
+            )
 
 
 def load_entry(
@@ -218,14 +275,15 @@ def load_entry(
     *,
     fingerprint: dict[str, Any],
     save_command: str,
+    method: str = "tome",
 ) -> RatioResult:
     """The baseline of `model` at `ratio` on `device`, measured with the same `fingerprint`.
 
     Raises MissingBaseline (naming `save_command`), CorruptBaseline or FingerprintMismatch.
     """
     path = baseline_path(folder, device, model)
-    entry = read_baselines(path).get(ratio_key(ratio))
-    where = f"{model} at ratio {ratio_key(ratio)} on {device}"
+    entry = read_baselines(path).get(ratio_key(ratio, method))
+    where = f"{model} at ratio {ratio:g}{'' if method == 'tome' else f' ({method})'} on {device}"
     if entry is None:
         raise MissingBaseline(
             f"no baseline for {where} in {path}; create it with: {save_command}", path
@@ -262,7 +320,7 @@ def save_entries(
                 moved = _move_aside(path)
                 stored = {}
             for entry in entries:
-                stored[ratio_key(entry.result.ratio)] = entry
+                stored[ratio_key(entry.result.ratio, entry.result.method)] = entry
             write_atomic(path, _dumps(_document(device, model, stored)).encode("utf-8"))
     except OSError as exc:
         raise BaselineFolderError(
@@ -295,7 +353,7 @@ def _document(device: str, model: str, entries: dict[str, BaselineEntry]) -> dic
         "schema": SCHEMA,
         "device": device,
         "model": model,
-        "entries": {key: entry_dict(entries[key]) for key in sorted(entries, key=float)},
+        "entries": {key: entry_dict(entries[key]) for key in sorted(entries, key=_key_order)},
     }
 
 
