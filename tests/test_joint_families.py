@@ -166,8 +166,9 @@ def test_flux_rope_rows_follow_the_merged_tokens(pipes: dict[str, Any]) -> None:
 
 
 def test_refusal_names_the_model_class_and_reason(pipe: Any) -> None:
-    with pytest.raises(TomeNotApplicable, match=type(pipe.transformer).__name__):
-        apply_tome(pipe, 0.5, merge_attn=False)
+    name = type(pipe.transformer).__name__
+    with pytest.raises(TomeNotApplicable, match=f"{name}: merge_attn=False, and attention is all"):
+        apply_tome(pipe, 0.5, merge_attn=False, merge_mlp=True)
 
 
 def test_todo_is_refused_by_model_class(pipe: Any) -> None:

@@ -9,6 +9,9 @@ from pytest_tome.engine.args import TomeArgs, TomeNotApplicable
 from pytest_tome.engine.families import FAMILIES
 from pytest_tome.engine.layers import BACKEND_TOMESD, PatchedLayer, Site
 
+# Families that merge around attention only: merge_crossattn and merge_mlp do not apply.
+ATTENTION_ONLY = ("unet2d-attention", "sd3-joint-attention", "flux-attention")
+
 
 def find_sites(model: nn.Module, backend: str = BACKEND_TOMESD) -> list[Site]:
     """Every site the families of `backend` can patch in `model`, a layer at most once."""
@@ -56,8 +59,11 @@ def check_applicable(
     if not layers:
         if any(site.family.enabled(args) for site in sites):
             why = f"all its attention layers are beyond max_downsample={args.max_downsample}"
-        elif all(site.family.name == "unet2d-attention" for site in sites):
-            why = "merge_attn=False, and its Attention layers have only self-attention to merge"
+        elif all(site.family.name in ATTENTION_ONLY for site in sites):
+            why = (
+                "merge_attn=False, and attention is all ToMe merges in it "
+                "(merge_crossattn and merge_mlp do not apply)"
+            )
         else:
             why = "merge_attn, merge_crossattn and merge_mlp are all False"
         raise TomeNotApplicable(f"ToMe would patch nothing in {name}: {why}")
