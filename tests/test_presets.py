@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pytest_tome.engine import BACKEND_OURS, BACKEND_TOMESD, apply_tome, remove_tome
+from pytest_tome.engine.discovery import find_sites
 from pytest_tome.models.presets import PRESETS, build_preset, preset_unet
 
 
@@ -86,3 +87,40 @@ def test_unknown_preset_lists_the_known_ones() -> None:
         build_preset("arch:sd21")
     with pytest.raises(ValueError, match=", ".join(PRESETS)):
         preset_unet("sd15")
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline", "transformer_params", "others", "tokens"),
+    [
+        # diffusers gives each DiT block its own timestep/class embedder (2,776,704 each);
+        # the original DiT-XL/2 shares one, hence its published 675M.
+        ("arch:dit-xl-2-256", "DiTPipeline", 749_826_464, {"vae": 83_653_863}, 16 * 16),
+        (
+            "arch:pixart-alpha-512",
+            "PixArtAlphaPipeline",
+            610_856_096,
+            {"vae": 83_653_863, "text_encoder": 324_548_608},  # T5-XXL width, one layer
+            32 * 32,
+        ),
+    ],
+)
+def test_transformer_presets_have_the_real_sizes(
+    name: str, pipeline: str, transformer_params: int, others: dict, tokens: int
+) -> None:
+    with torch.device("meta"):
+        pipe = build_preset(name)
+        transformer = preset_unet(name)
+    assert type(pipe).__name__ == pipeline
+    assert count(pipe.transformer) == count(transformer) == transformer_params
+    assert {k: count(getattr(pipe, k)) for k in others} == others
+    assert pipe.vae.config.latent_channels == transformer.config.in_channels == 4
+    patch = apply_tome(transformer, 0.5)
+    try:
+        assert patch.backends == (BACKEND_OURS,)
+        assert len(patch.layers) == 28
+        family = patch.layers[0].family
+        site = next(s for s in find_sites(transformer) if s.module is patch.layers[0].module)
+        h, w = site.family.grid(transformer, site)
+        assert (family, h * w) == ("transformer-backbone", tokens)  # patches, not latent pixels
+    finally:
+        remove_tome(transformer)

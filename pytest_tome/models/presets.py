@@ -9,9 +9,10 @@ anything. Their images are noise: quality verdicts do not apply to them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from pytest_tome.models import presets_joint
+from pytest_tome.models import presets_joint, presets_transformers
 
 PRESET_SEED = 0
 
@@ -188,12 +189,16 @@ _PIPELINES: dict[str, Callable[[], Any]] = {
     "arch:ldm-celebahq-256": _ldm,
     "arch:sd15-512": _sd15,
     presets_joint.SD3_MEDIUM: presets_joint.sd3_medium,
+    "arch:dit-xl-2-256": partial(presets_transformers.dit_pipeline, SD15_VAE),
+    "arch:pixart-alpha-512": partial(presets_transformers.pixart_pipeline, SD15_VAE),
 }
 _UNETS: dict[str, Callable[[], Any]] = {  # the denoiser: a UNet or a transformer
     "arch:ddpm-celebahq-256": _ddpm_unet,
     "arch:ldm-celebahq-256": _ldm_unet,
     "arch:sd15-512": _sd15_unet,
     presets_joint.SD3_MEDIUM: presets_joint.sd3_medium_transformer,
+    "arch:dit-xl-2-256": presets_transformers.dit_transformer,
+    "arch:pixart-alpha-512": presets_transformers.pixart_transformer,
 }
 PRESETS: tuple[str, ...] = tuple(_PIPELINES)
 
