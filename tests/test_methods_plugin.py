@@ -130,3 +130,19 @@ def test_todo_gate_saves_and_reads_its_own_baseline_entry(pytester: pytest.Pytes
     result = pytester.runpytest(*run, "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*test_gate[[]tiny-ldm-todo-r0.75[]] PASSED*"])
+
+
+def test_report_rows_and_plot_series_keep_methods_apart() -> None:
+    from pytest_tome.gate.results import RatioResult
+    from pytest_tome.report.plots import _groups
+    from pytest_tome.report.summary import summary_lines
+
+    rows = [
+        RatioResult("m", 0.75, "cpu", (1.0, 1.0), (0.5, 0.6), speedup=1.8, method=method)
+        for method in ("todo", "tome")
+    ]
+    lines = summary_lines(rows, [])
+    todo = next(i for i, line in enumerate(lines) if line.lstrip().startswith("todo 0.75"))
+    tome = next(i for i, line in enumerate(lines) if line.lstrip().startswith("0.75"))
+    assert tome < todo  # ToMe's rows first, each method on its own rows
+    assert set(_groups(rows)) == {"m", "m (todo)"}

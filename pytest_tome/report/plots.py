@@ -61,9 +61,11 @@ def _style(index: int) -> dict[str, Any]:
 
 
 def _groups(results: Sequence[RatioResult]) -> dict[str, list[RatioResult]]:
+    """One series per model and method ("tiny-sd", "tiny-sd (todo)"), each by ratio."""
     groups: dict[str, list[RatioResult]] = {}
     for result in results:
-        groups.setdefault(result.model, []).append(result)
+        name = result.model if result.method == "tome" else f"{result.model} ({result.method})"
+        groups.setdefault(name, []).append(result)
     return {model: sorted(rows, key=lambda r: r.ratio) for model, rows in groups.items()}
 
 

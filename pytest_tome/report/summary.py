@@ -115,13 +115,13 @@ def headroom_line(headroom: Headroom) -> str:
 def row_cells(result: RatioResult) -> tuple[str, ...]:
     """The table cells of one result, in `COLUMNS` order."""
     if result.verdict == NOT_MERGEABLE:
-        return (f"{result.ratio:g}", *[ABSENT] * 5, result.verdict)
+        return (ratio_label(result), *[ABSENT] * 5, result.verdict)
     base = result.time_per_image_base
     time_text = format_seconds(result.time_per_image)
     if base is not None:
         time_text += f" (base {format_seconds(base)})"
     return (
-        f"{result.ratio:g}",
+        ratio_label(result),
         time_text,
         format_speedup(result),
         format_memory(result),
@@ -129,6 +129,16 @@ def row_cells(result: RatioResult) -> tuple[str, ...]:
         format_ssim(result.ssim),
         result.verdict,
     )
+
+
+def ratio_label(result: RatioResult) -> str:
+    """The ratio cell: `0.5` for ToMe, `todo 0.75` for another method, so rows stay apart."""
+    return f"{result.ratio:g}" if result.method == "tome" else f"{result.method} {result.ratio:g}"
+
+
+def method_order(result: RatioResult) -> tuple[bool, str, float]:
+    """Rows of a model: ToMe's first, then each other method, each by ratio."""
+    return (result.method != "tome", result.method, result.ratio)
 
 
 # --- grouping ------------------------------------------------------------------------------
@@ -143,7 +153,7 @@ def _by_model(
         rows.setdefault(result.model, []).append(result)
     rooms = {room.model: room for room in headroom}
     models = list(dict.fromkeys([*rows, *rooms]))
-    return [(m, sorted(rows.get(m, []), key=lambda r: r.ratio), rooms.get(m)) for m in models]
+    return [(m, sorted(rows.get(m, []), key=method_order), rooms.get(m)) for m in models]
 
 
 def _title(model: str, rows: Sequence[RatioResult]) -> str:
@@ -162,7 +172,7 @@ def _notes(rows: Sequence[RatioResult]) -> list[str]:
     if methods:
         notes.append(f"peak memory: {', '.join(methods)}")
     for result in rows:
-        notes.extend(f"ratio {result.ratio:g}: {reason}" for reason in result.reasons)
+        notes.extend(f"ratio {ratio_label(result)}: {reason}" for reason in result.reasons)
     return notes
 
 
