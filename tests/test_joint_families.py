@@ -97,6 +97,7 @@ def test_merging_changes_the_output_and_counts_every_call(pipe: Any, ratio: floa
     merged = forward(pipe)
     assert not torch.equal(merged, plain)
     assert torch.isfinite(merged).all()
+    assert with_pipe.idle_layers() == []
     for layer in with_pipe.layers:
         assert layer.calls == layer.merged_calls > 0, layer.name
         assert (layer.tokens_in, layer.tokens_out) == (IMAGE, IMAGE - math.floor(IMAGE * ratio))
@@ -196,6 +197,8 @@ def test_an_unknown_grid_falls_back_and_says_so(pipes: dict[str, Any]) -> None:
     with tome_applied(pipe, 0.5, seed=0) as patch, torch.no_grad():
         pipe.transformer(**kwargs)
         assert all(layer.fallbacks["grid too small"] == layer.calls == 1 for layer in patch.layers)
+        idle = patch.idle_layers()  # what the gate's run-time check reports
+        assert len(idle) == len(patch.layers) and all("grid too small" in why for why in idle)
 
 
 @pytest.mark.slow
@@ -230,3 +233,27 @@ def test_a_users_test_file_runs_on_tiny_sd3_and_tiny_flux(pytester: pytest.Pytes
     result.assert_outcomes(passed=4)
     for case in ("tiny-sd3-r0.3", "tiny-sd3-r0.5", "tiny-flux-r0.3", "tiny-flux-r0.5"):
         result.stdout.fnmatch_lines([f"*[[]{case}[]] PASSED*"])
+
+
+GATE_TEST = """
+def test_gate(tome_gate, tome_ratio):
+    tome_gate(tome_ratio)
+"""
+
+
+@pytest.mark.slow
+def test_the_gate_saves_then_passes_on_tiny_sd3_and_tiny_flux(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    args = (
+        "--tome-models=tiny-sd3,tiny-flux", "--tome-ratios=0.3,0.5", "--tome-steps=2",
+        "--tome-rounds=6", "--tome-warmup=1", "--tome-baselines=baselines",
+        "--tome-inconclusive=warn",  # a shared CPU: noise must not fail this test of the flow
+        "-p", "no:randomly", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=4)
+    for name in MODELS:
+        assert (pytester.path / "baselines" / "cpu" / f"{name}.json").is_file()
+    again = pytester.runpytest(*args)
+    again.assert_outcomes(passed=4)
+    again.stdout.fnmatch_lines(["tiny-sd3 (cpu*", "*0.5*pass*"])
+    again.stdout.fnmatch_lines(["tiny-flux (cpu*", "*0.5*pass*"])
