@@ -225,6 +225,7 @@ def _label_bounds(ax: Axes, bounds: Sequence[tuple[float, str]]) -> None:
             va="bottom",
             fontsize=8,
             color=color,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6},
         )
 
 
