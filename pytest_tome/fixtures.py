@@ -152,11 +152,14 @@ def tome_gate(
     from pytest_tome.gate.check import TOLERANCES_KEY, Gate, save_command
     from pytest_tome.progress import progress_writer
 
-    # Requested here, not as an argument: pytest-benchmark skips every test that names its
-    # fixture under --benchmark-skip, and the gate must not vanish with the benchmarks.
-    benchmark = (
-        None if request.config.getoption("benchmark_skip") else request.getfixturevalue("benchmark")
-    )
+    # Requested when the gate first times, not as an argument: pytest-benchmark skips every
+    # test that names its fixture under --benchmark-skip (the gate must not vanish with the
+    # benchmarks), and a skipped ratio (not mergeable) must leave it unused, not unrequested.
+    skip = bool(request.config.getoption("benchmark_skip", False))
+    info: dict[str, Any] = {}
+
+    def pedantic(*args: Any, **kwargs: Any) -> Any:
+        return request.getfixturevalue("benchmark").pedantic(*args, **kwargs)
 
     def check(ratio: float, method: str | None = None) -> Any:
         __tracebackhide__ = True
@@ -166,13 +169,17 @@ def tome_gate(
             spec=tome_model,
             pipe=tome_pipeline,
             tolerances=request.node.stash.get(TOLERANCES_KEY, tome_settings.tolerances),
-            pedantic=benchmark.pedantic if benchmark is not None else None,
-            extra_info=benchmark.extra_info if benchmark is not None else {},
+            pedantic=None if skip else pedantic,
+            extra_info=info,
             progress=progress_writer(request.config),
             save_command=save_command(
                 request.node.nodeid, tome_model, ratio, tome_settings, method
             ),
         )
-        return gate.check(ratio, method)
+        try:
+            return gate.check(ratio, method)
+        finally:
+            if info and not skip:
+                request.getfixturevalue("benchmark").extra_info.update(info)
 
     return check

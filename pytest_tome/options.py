@@ -21,6 +21,7 @@ from pytest_tome.models.embedded import DEFAULT_MODELS
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
 DTYPES = ("float32", "float16", "bfloat16")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
+CLOCKS = ("auto", "wall", "cpu")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -144,6 +145,16 @@ def parse_threads(text: str) -> int | None:
     return _positive_int("threads", 1)(text)
 
 
+def parse_clock(text: str) -> str:
+    text = text.strip().lower()
+    if text not in CLOCKS:
+        raise argparse.ArgumentTypeError(
+            f"clock {text!r} is not one of {', '.join(CLOCKS)} (auto: CPU time of the timing "
+            "thread when timing on the CPU with one thread, else wall time)"
+        )
+    return text
+
+
 def parse_inconclusive(text: str) -> str:
     text = text.strip().lower()
     if text not in INCONCLUSIVE_POLICIES:
@@ -243,6 +254,14 @@ OPTIONS: tuple[Option, ...] = (
         "1",
         parse_threads,
         "N|auto",
+    ),
+    Option(
+        "clock",
+        "what times a call: auto (the thread's CPU time when timing on the CPU with one "
+        "thread, else wall time), wall, or cpu (needs --tome-threads=1)",
+        "auto",
+        parse_clock,
+        "auto|wall|cpu",
     ),
     Option(
         "inconclusive",

@@ -33,6 +33,7 @@ class TomeSettings:
     max_rounds: int = 12  # rounds may grow to this while the speedup is too noisy to decide
     threads: int | None = 1  # torch threads while timing on the CPU; None: torch's own count
     inconclusive: str = "fail"  # or "warn"
+    clock: str = "auto"  # "wall", "cpu" (thread CPU time), or auto: cpu with 1 CPU thread
     baselines: Path = Path("baselines")
     save_baselines: bool = False
     report: Path | None = None
@@ -61,6 +62,7 @@ class TomeSettings:
             "max_rounds": self.max_rounds,
             "threads": self.threads or "auto",
             "inconclusive": self.inconclusive,
+            "clock": self.clock,
             "baselines": str(self.baselines),
             "tolerances": asdict(self.tolerances),
         }
@@ -92,6 +94,11 @@ def build_settings(
         here / values["tome_baselines"] if values["tome_baselines"] else rootdir / "baselines"
     )
     check_baselines_folder(baselines, saving=bool(values["tome_save_baselines"]))
+    if values["tome_clock"] == "cpu" and values["tome_threads"] != 1:
+        raise SettingsError(
+            "--tome-clock=cpu times the calling thread's CPU time, which misses the work of "
+            "other threads: it needs --tome-threads=1 (or use --tome-clock=wall)"
+        )
     report = here / values["tome_report"] if values["tome_report"] else None
     methods = values.get("tome_methods") or (METHOD_TOME,)
     _check_methods(methods, values["tome_ratios"])
@@ -109,6 +116,7 @@ def build_settings(
         max_rounds=values["tome_max_rounds"],
         threads=values["tome_threads"],
         inconclusive=values["tome_inconclusive"],
+        clock=values["tome_clock"],
         baselines=baselines,
         save_baselines=bool(values["tome_save_baselines"]),
         report=report,

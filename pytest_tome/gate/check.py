@@ -124,8 +124,14 @@ class Gate:
         def run_tome() -> np.ndarray:  # ToMe is applied around it by `merged`, untimed
             images = run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
             done[0] += 1
-            total = s.warmup + max(s.rounds, s.max_rounds)
-            step = f"round {done[0]}/{total}" if done[0] <= total else "peak memory (untimed)"
+            total, most = s.warmup + s.rounds, s.warmup + max(s.rounds, s.max_rounds)
+            step = (
+                f"round {done[0]}/{total}"
+                if done[0] <= total
+                else f"round {done[0]} of up to {most}, too noisy so far"
+                if done[0] <= most
+                else "peak memory (untimed)"
+            )
             elapsed = time.perf_counter() - start
             self.progress(f"{self.spec.name} {run_label(method, ratio)}: {step} ({elapsed:.0f} s)")
             return images
@@ -146,6 +152,7 @@ class Gate:
                 threads=s.threads if device.type == "cpu" else None,
                 max_rounds=s.max_rounds,
                 undecided=self._undecided(ratio, method),
+                clock=time.thread_time if self._timing().get("clock") == "cpu" else None,
             )
             stopped = unchanged_images(paired.output_base, paired.output_tome, ratio)
         except MergingStopped as exc:
@@ -315,13 +322,16 @@ class Gate:
         )
 
     def _timing(self) -> dict[str, Any]:
-        """The torch thread count that timed a CPU run: it moves the speedup, so it is part
-        of the fingerprint (GPU timings do not depend on it)."""
+        """The torch thread count and clock that timed a CPU run: they move the speedup, so
+        they are part of the fingerprint (GPU timings depend on neither: wall time, synced)."""
         import torch
 
-        if torch.device(self.session.settings.device).type != "cpu":
+        s = self.session.settings
+        if torch.device(s.device).type != "cpu":
             return {}
-        return {"threads": self.session.settings.threads or torch.get_num_threads()}
+        threads = s.threads or torch.get_num_threads()
+        clock = s.clock if s.clock != "auto" else "cpu" if s.threads == 1 else "wall"
+        return {"threads": threads, "clock": clock}
 
     def _device_key(self) -> str:
         import torch

@@ -178,8 +178,10 @@ class _Recorder(Generic[T]):
         merged: Callable[[], AbstractContextManager[Any]],
         device: torch.device,
         images_per_call: int,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.run_base, self.run_tome, self.merged = run_base, run_tome, merged
+        self.clock = clock
         self.sync, self.memory = synchronizer(device), peak_memory(device)
         self.images = images_per_call
         self.times: dict[str, list[float]] = {"base": [], "tome": []}
@@ -193,10 +195,11 @@ class _Recorder(Generic[T]):
         self.sync()
         if probe:
             self.memory.start()
-        start = time.perf_counter()
+        clock = self.clock or time.perf_counter
+        start = clock()
         output = run()
         self.sync()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         self.peaks[side].append(self.memory.stop() if probe else None)
         self.times[side].append(elapsed / self.images)
         self.outputs[side] = output
@@ -273,11 +276,13 @@ def interleaved(
     threads: int | None = None,
     max_rounds: int | None = None,
     undecided: Callable[[tuple[float, ...], tuple[float, ...]], bool] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> PairedRun[T]:
     """Warm up, then time `rounds` ABBA-ordered pairs (unmerged, merged) of whole calls.
 
     `merged()` (a context manager: apply ToMe, remove it) wraps each merged call outside the
-    timed part. With `threads`, torch uses that many intra-op threads throughout. After the
+    timed part. With `threads`, torch uses that many intra-op threads throughout; `clock`
+    (default: wall time, `time.perf_counter`) times each call. After the
     configured rounds, while `undecided(time_base, time_tome)` holds, one more round is added
     until `max_rounds`: noise is met with more samples, not with a guess.
 
@@ -293,7 +298,7 @@ def interleaved(
     if threads is not None:
         _check_count("threads", threads, 1, "torch intra-op threads while timing")
     limit = max(rounds, max_rounds or rounds)
-    recorder = _Recorder(run_base, run_tome, merged, device, images_per_call)
+    recorder = _Recorder(run_base, run_tome, merged, device, images_per_call, clock)
     total = warmup + rounds
     with torch_threads(threads):
         try:
