@@ -208,7 +208,7 @@ def test_embedded_pipelines_are_bit_identical_run_to_run_and_merge() -> None:
         a = generate(first, 0.0, steps=2, seed=0, images=1)
         b = generate(second, 0.0, steps=2, seed=0, images=1)
         assert np.array_equal(a, b), name
-        assert a.shape == (1, 128, 128, 3)
+        assert a.shape == (1, 64, 64, 3)
         assert not np.array_equal(generate(first, 0.5, steps=2, seed=0, images=1), a), name
 
 
@@ -217,7 +217,7 @@ import numpy as np
 
 def test_merged_images_differ_but_stay_close(tome_ratio, tome_generate):
     plain, merged = tome_generate(ratio=0.0), tome_generate(ratio=tome_ratio)
-    assert merged.shape == plain.shape == (1, 128, 128, 3)
+    assert merged.shape == plain.shape == (1, 64, 64, 3)
     assert not np.array_equal(merged, plain)
     assert np.abs(merged - plain).mean() < 0.1
 """

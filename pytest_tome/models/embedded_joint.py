@@ -1,6 +1,6 @@
 """Tiny SD3 and Flux pipelines: joint image-text transformers, built offline, seeded.
 
-Both see 1024 image tokens (32 x 32 patches of a 128 x 128 image) beside their text tokens at
+Both see 1024 image tokens (32 x 32 patches of 64 x 64 latents, a 64 px image) beside their text at
 every attention. The builders import torch, diffusers and transformers only when called, and
 are seeded by `embedded.build_embedded`. `CALL_KWARGS` are the pipeline-call arguments they
 need (a short T5 sequence: the default 256-512 text tokens would dwarf the image).
@@ -80,16 +80,16 @@ def _t5(tokenizer: Any, d_model: int) -> Any:
 def _vae(latent_channels: int) -> Any:
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(  # one 2x downsampling: 128 px <-> 64 x 64 latents
+    return AutoencoderKL(  # no downsampling, as tiny-sd's: 64 px <-> 64 x 64 latents
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(16,),
         layers_per_block=1,
         latent_channels=latent_channels,
         norm_num_groups=8,
-        sample_size=128,
+        sample_size=64,
         scaling_factor=1.5,
         shift_factor=0.06,
     )
@@ -162,6 +162,6 @@ def tiny_flux() -> Any:
         text_encoder_2=_t5(t5, 32),
         tokenizer_2=t5,
     )
-    pipe.default_sample_size = 64  # 64 x 64 latents, 128 px: 32 x 32 packed image tokens
+    pipe.default_sample_size = 64  # 64 x 64 latents packed 2 x 2: 32 x 32 image tokens
     setattr(pipe, CALL_KWARGS, {"max_sequence_length": T5_TOKENS})
     return pipe
