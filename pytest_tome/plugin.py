@@ -95,6 +95,10 @@ def settings_lines(settings: TomeSettings) -> list[str]:
             f"tome: device={s.device} dtype={s.dtype} steps={s.steps} seed={s.seed}"
             f" images={s.images} rounds={s.rounds} warmup={s.warmup}"
         ),
+        (
+            f"tome: timing: threads={s.threads or 'auto'} clock={s.clock}"
+            f" max_rounds={s.max_rounds} inconclusive={s.inconclusive}"
+        ),
         f"tome: baselines={s.baselines} ({versions})",
     ]
 
