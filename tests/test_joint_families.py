@@ -52,7 +52,7 @@ def name_of(pipe: Any) -> str:
     return "tiny-sd3" if isinstance(pipe, StableDiffusion3Pipeline) else "tiny-flux"
 
 
-class Spy:
+class SpyMixin:
     """A processor that records what the attention gets and passes it to the real one."""
 
     def __init__(self, original: Any) -> None:
@@ -73,6 +73,11 @@ class Spy:
             {"hidden": hidden_states, "text": encoder_hidden_states, "args": args, "out": out}
         )
         return out
+
+
+def spy_on(original: Any) -> Any:
+    """A SpyMixin that is also an instance of the original processor's class."""
+    return type("Spy", (SpyMixin, type(original)), {})(original)
 
 
 def test_ratio_zero_and_removal_are_bit_identical(pipe: Any) -> None:
@@ -131,7 +136,7 @@ def test_sdpa_sees_merged_image_tokens_plus_every_text_token(
 
 def test_text_tokens_reach_attention_untouched(pipe: Any) -> None:
     attn = pipe.transformer.transformer_blocks[0].attn
-    spy = Spy(attn.processor)
+    spy = spy_on(attn.processor)
     attn.set_processor(spy)
     try:
         forward(pipe)
@@ -148,7 +153,7 @@ def test_text_tokens_reach_attention_untouched(pipe: Any) -> None:
 def test_flux_rope_rows_follow_the_merged_tokens(pipes: dict[str, Any]) -> None:
     pipe = pipes["tiny-flux"]
     attn = pipe.transformer.single_transformer_blocks[0].attn
-    spy = Spy(attn.processor)
+    spy = spy_on(attn.processor)
     attn.set_processor(spy)
     try:
         forward(pipe)
@@ -175,19 +180,42 @@ def test_refusal_names_the_model_class_and_reason(pipe: Any) -> None:
 def test_todo_is_refused_by_model_class(pipe: Any) -> None:
     with pytest.raises(TomeNotApplicable, match=f"ToDo .*{type(pipe.transformer).__name__}"):
         apply_tome(pipe, 0.75, method="todo")
-    assert not any(isinstance(p, Spy) for p in pipe.transformer.attn_processors.values())
+    assert not any(isinstance(p, SpyMixin) for p in pipe.transformer.attn_processors.values())
     assert torch.equal(forward(pipe), forward(pipe))
 
 
 def test_a_processor_replaced_after_apply_is_reported(pipe: Any) -> None:
     patch = apply_tome(pipe, 0.5, seed=0)
     victim = patch.layers[0]
-    replacement = Spy(victim.processor.original)
+    replacement = spy_on(victim.processor.original)
     victim.module.set_processor(replacement)
     assert victim.replaced and not patch.layers[1].replaced
     with pytest.warns(TomeWarning, match=victim.name):
         patch.remove()
     assert victim.module.processor is replacement  # left in place, not silently undone
+
+
+def test_a_processor_it_cannot_wrap_is_refused_by_name(pipe: Any) -> None:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    attn = pipe.transformer.transformer_blocks[0].attn
+    original = attn.processor
+    attn.set_processor(AttnProcessor2_0())
+    try:
+        with pytest.raises(TomeNotApplicable, match="transformer_blocks.0.attn of .* uses Attn"):
+            apply_tome(pipe, 0.5)
+        assert attn.processor.__class__ is AttnProcessor2_0  # nothing left half-patched
+    finally:
+        attn.set_processor(original)
+
+
+def test_positional_arguments_give_the_grid_too(pipe: Any) -> None:
+    kwargs = joint_forward_inputs(pipe, torch.Generator().manual_seed(0))
+    names = ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"]
+    args = [kwargs.pop(name) for name in names]
+    with tome_applied(pipe, 0.5, seed=0) as patch, torch.no_grad():
+        pipe.transformer(*args, **kwargs)
+        assert patch.idle_layers() == []
 
 
 def test_an_unknown_grid_falls_back_and_says_so(pipes: dict[str, Any]) -> None:

@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_tome.engine.families.joint import ImageStreamFamily, ImageStreamProcessor, StreamShape
+from pytest_tome.engine.families.joint import (
+    ImageStreamFamily,
+    ImageStreamProcessor,
+    StreamShape,
+    forward_arguments,
+)
 from pytest_tome.engine.layers import Site
 from pytest_tome.engine.matching import TokenMerge
 
@@ -129,11 +134,17 @@ class FluxAttention(ImageStreamFamily):
                 sites.append(Site(f"{group}.{i}.attn", block.attn, self, 0))
         return sites
 
+    def supported(self) -> tuple[type, ...]:
+        from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+        return (FluxAttnProcessor,)
+
     def grid(self, model: nn.Module, site: Site) -> tuple[int, int] | None:
         return None  # Flux has no native size; the pipeline's height and width decide
 
     def read_shape(self, model: nn.Module, args: tuple, kwargs: dict, shape: StreamShape) -> None:
-        ids, context = kwargs.get("img_ids"), kwargs.get("encoder_hidden_states")
+        given = forward_arguments(model, args, kwargs)
+        ids, context = given.get("img_ids"), given.get("encoder_hidden_states")
         shape.text = 0 if context is None else context.shape[1]
         shape.height = shape.width = 0  # unknown layout: every call falls back, recorded
         if ids is None:

@@ -12,6 +12,7 @@ input at every forward by a pre-hook; removal restores the very processor object
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +112,12 @@ class ImageStreamProcessor:
         return merging.unmerge(out)
 
 
-def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
-    return kwargs[name] if name in kwargs else (args[0] if args else None)
+def forward_arguments(model: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments of a call of `model.forward` by name, given positionally or not."""
+    try:
+        return inspect.signature(model.forward).bind_partial(*args, **kwargs).arguments
+    except TypeError:  # not a call forward accepts: it will raise by itself
+        return {}
 
 
 class ImageStreamFamily(Family):
@@ -121,7 +126,12 @@ class ImageStreamFamily(Family):
     backend = BACKEND_OURS
     processor = ImageStreamProcessor
 
+    def supported(self) -> tuple[type, ...]:
+        """The processor classes this family may wrap."""
+        raise NotImplementedError
+
     def read_shape(self, model: nn.Module, args: tuple, kwargs: dict, shape: StreamShape) -> None:
+        """Set `shape` from the arguments of the model's forward (a pre-hook)."""
         raise NotImplementedError
 
     def install(self, patch: TomePatch, layers: list[PatchedLayer]) -> None:
@@ -130,6 +140,17 @@ class ImageStreamFamily(Family):
                 f"ToDo is not available for {type(patch.model).__name__}: its joint attention "
                 "processors take one token stream for queries, keys and values; use method='tome'"
             )
+        supported = self.supported()
+        for layer in layers:
+            original = layer.module.get_processor()
+            # The original is called on merged tokens: only processors whose contract allows it.
+            if not isinstance(original, supported):
+                names = " and ".join(cls.__name__ for cls in supported)
+                raise TomeNotApplicable(
+                    f"{layer.name} of {type(patch.model).__name__} uses "
+                    f"{type(original).__name__}; pytest-tome merges around {names} only; set "
+                    "one of them on this layer (set_processor) before apply_tome"
+                )
         shape = StreamShape()
         model = patch.model
 
@@ -168,15 +189,25 @@ class SD3JointAttention(ImageStreamFamily):
                         )
         return sites
 
+    def supported(self) -> tuple[type, ...]:
+        from diffusers.models.attention_processor import (
+            FusedJointAttnProcessor2_0,
+            JointAttnProcessor2_0,
+        )
+
+        return (JointAttnProcessor2_0, FusedJointAttnProcessor2_0)
+
     def grid(self, model: nn.Module, site: Site) -> tuple[int, int] | None:
         size, patch = model.config.sample_size, model.config.patch_size
         return size // patch, size // patch
 
     def read_shape(self, model: nn.Module, args: tuple, kwargs: dict, shape: StreamShape) -> None:
-        latents = _first_tensor(args, kwargs, "hidden_states")
+        given = forward_arguments(model, args, kwargs)
+        latents, context = given.get("hidden_states"), given.get("encoder_hidden_states")
         patch = model.config.patch_size
-        shape.height, shape.width = latents.shape[-2] // patch, latents.shape[-1] // patch
-        context = kwargs.get("encoder_hidden_states")
+        shape.height = shape.width = 0  # unknown: every call falls back, recorded
+        if latents is not None and latents.ndim == 4:
+            shape.height, shape.width = latents.shape[-2] // patch, latents.shape[-1] // patch
         shape.text = 0 if context is None else context.shape[1]
 
 
