@@ -285,3 +285,37 @@ def test_the_gate_saves_then_passes_on_tiny_sd3_and_tiny_flux(pytester: pytest.P
     again.assert_outcomes(passed=4)
     again.stdout.fnmatch_lines(["tiny-sd3 (cpu*", "*0.5*pass*"])
     again.stdout.fnmatch_lines(["tiny-flux (cpu*", "*0.5*pass*"])
+
+
+def test_sd35_dual_attention_merges_its_image_only_attn2(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    model = SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=16,
+        caption_projection_dim=16, pooled_projection_dim=8, pos_embed_max_size=16,
+        dual_attention_layers=(0,), qk_norm="rms_norm",
+    ).eval()  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    inputs = {
+        "hidden_states": torch.randn(2, 4, 16, 16, generator=gen),
+        "encoder_hidden_states": torch.randn(2, 5, 16, generator=gen),
+        "pooled_projections": torch.randn(2, 8, generator=gen),
+        "timestep": torch.tensor([500.0, 500.0]),
+    }
+    seen: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen.append(key.shape[-2])
+        return sdpa(query, key, *args, **kwargs)
+
+    with torch.no_grad():
+        plain = model(**inputs).sample
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+        with tome_applied(model, 0.5, seed=0) as patch:
+            merged = model(**inputs).sample
+    assert "transformer_blocks.0.attn2" in patch.names
+    assert sorted(seen) == sorted([32 + 5, 32, 32 + 5])  # 64 image tokens -> 32; attn2: no text
+    assert not torch.equal(merged, plain)
