@@ -129,11 +129,12 @@ EMBEDDED: dict[str, Callable[[], Any]] = {
     # DiT and PixArt-α: BasicTransformerBlocks over patch tokens.
     "tiny-dit": embedded_transformers.tiny_dit,
     "tiny-pixart": embedded_transformers.tiny_pixart,
+    # SD3 and Flux: joint image-text attention, the image stream merged.
+    "tiny-sd3": embedded_joint.tiny_sd3,
+    "tiny-flux": embedded_joint.tiny_flux,
 }
 # The main job shows both families, UNets and a transformer backbone; the rest run in the tests.
 DEFAULT_MODELS: tuple[str, ...] = ("tiny-ddpm", "tiny-ldm", "tiny-sd", "tiny-dit")
-# Joint image-text transformers: run in the test suite, not by default.
-EMBEDDED.update({"tiny-sd3": embedded_joint.tiny_sd3, "tiny-flux": embedded_joint.tiny_flux})
 
 
 def build_embedded(name: str) -> Any:
