@@ -20,8 +20,6 @@ from hypothesis import strategies as st
 from pytest_tome.engine import tome_applied
 from pytest_tome.engine.families.transformer_blocks import InputGrid
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 TEXT = 5
 
 

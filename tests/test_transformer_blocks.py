@@ -32,8 +32,6 @@ from pytest_tome.engine.layers import REASON_GRID, REASON_MASK, REASON_REPLACED
 from pytest_tome.gate.runs import generate
 from pytest_tome.models.embedded import build_embedded
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 MODELS = ("tiny-dit", "tiny-pixart")
 TEXT = 120  # PixArt's T5 tokens
 
