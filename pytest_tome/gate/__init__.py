@@ -1,0 +1,1 @@
+"""The gate: interleaved timing, quality, statistics, verdicts and baselines."""

@@ -1,0 +1,1 @@
+"""Models under test: embedded tiny pipelines, architecture presets and real checkpoints."""

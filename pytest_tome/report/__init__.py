@@ -1,0 +1,1 @@
+"""The report: terminal tables, report.json, report.md, plots and the GitHub job summary."""
