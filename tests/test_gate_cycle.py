@@ -349,7 +349,7 @@ def test_a_run_time_no_op_fails_naming_the_layers_and_saves_nothing(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ToMe gate failed for tiny-ldm at ratio 0.5*"])
     stopped = [line for line in result.stdout.lines if "merging stopped at run time" in line]
-    assert any("mid_block.attentions.0" in line for line in stopped)
+    assert any("down_blocks.0.attentions.0 passed every token on" in line for line in stopped)
     assert not (pytester.path / "baselines" / "cpu" / "tiny-ldm.json").exists()
 
 
@@ -359,8 +359,10 @@ def test_benchmark_skip_still_runs_and_saves_the_gate(pytester: pytest.Pytester)
     saved = _run(pytester, *args, "--tome-save-baselines")
     saved.assert_outcomes(passed=1)
     assert len(_baseline(pytester)["entries"]["0.5"]["time_tome"]) >= 2
-    only = _run(pytester, "--tome-ratios=0.5", "--tome-rounds=2", "--benchmark-only")
+    # The verdict against a 2-round baseline may be too noisy to decide: only that it ran counts.
+    only = _run(pytester, *args[:3], "--benchmark-only", "--tome-inconclusive=warn")
     only.assert_outcomes(passed=1)
+    only.stdout.fnmatch_lines(["tiny-ldm (cpu; 3 patched layers)", "*0.5*ms*"])
 
 
 def test_without_pytest_benchmark_the_gate_is_a_usage_error(pytester: pytest.Pytester) -> None:
