@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_tome.gate import measure
+from pytest_tome.gate import measure, memory
 from pytest_tome.gate.measure import NOT_MEASURED, PairedRun, interleaved, peak_memory
 
 CPU = torch.device("cpu")
@@ -40,7 +40,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=fake.perf_counter))
     # Timing tests count calls: no memory probe, which on CPU adds untimed calls of its own.
-    monkeypatch.setattr(measure, "peak_memory", lambda device: measure.PeakMemory())
+    monkeypatch.setattr(measure, "peak_memory", lambda device: memory.PeakMemory())
     return fake
 
 
@@ -202,7 +202,7 @@ def test_a_device_without_a_peak_counter_reports_not_measured_never_zero():
 def test_an_intrusive_memory_probe_stays_out_of_the_timed_calls(clock, monkeypatch):
     events: list[str] = []
 
-    class Probe(measure.PeakMemory):
+    class Probe(memory.PeakMemory):
         method, intrusive = "probe", True
 
         def start(self) -> None:
