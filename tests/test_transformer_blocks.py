@@ -247,7 +247,10 @@ def test_pytest_tome_backend_gives_tomesds_outputs(
     )
     outputs, patches = {}, {}
     for backend in (BACKEND_TOMESD, BACKEND_OURS):
-        with tome_applied(unet, **case, backend=backend) as patch, torch.no_grad():
+        with (
+            tome_applied(unet, **case, backend=backend, share_matching=False) as patch,
+            torch.no_grad(),
+        ):
             outputs[backend] = unet(*args).sample
             patches[backend] = patch
     assert torch.equal(outputs[BACKEND_OURS], outputs[BACKEND_TOMESD])
@@ -266,7 +269,7 @@ def test_pytest_tome_backend_matches_tomesd_without_a_seed(sd_unets: dict) -> No
     outputs = []
     for backend in (BACKEND_TOMESD, BACKEND_OURS):
         torch.manual_seed(123)  # unseeded: both fork the global RNG
-        with tome_applied(unet, 0.5, backend=backend), torch.no_grad():
+        with tome_applied(unet, 0.5, backend=backend, share_matching=False), torch.no_grad():
             outputs.append(unet(*args).sample)
     assert torch.equal(*outputs)
 

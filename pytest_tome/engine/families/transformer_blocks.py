@@ -64,7 +64,7 @@ class InputGrid:
         if self.size is None or tokens <= 0:
             return None
         height, width = self.size
-        downsample = math.ceil(math.sqrt(height * width // tokens)) if tokens else 0
+        downsample = math.ceil(math.sqrt(height * width // tokens))
         if downsample < 1:
             return None
         h, w = math.ceil(height / downsample), math.ceil(width / downsample)
@@ -74,20 +74,20 @@ class InputGrid:
 class BlockMerge:
     """One block's merge in the current call: the metric, its plan, and the record of it."""
 
-    def __init__(self, layer: PatchedLayer, grid: InputGrid, reducer: Reducer, args: TomeArgs):
+    def __init__(
+        self, layer: PatchedLayer, grid: InputGrid, reducer: Reducer, args: TomeArgs
+    ) -> None:
         self.layer = layer
         self.grid = grid
         self.reducer = reducer
         self.args = args
         self.metric: torch.Tensor | None = None
-        self._start(None)
+        self.plan: TokenMerge | None = None
+        self.reason: str | None = None  # why a sub-layer passed this call on unreduced
+        self.tokens_out: int | None = None  # the fewest tokens a sub-layer saw in this call
 
     def _start(self, metric: torch.Tensor | None) -> None:
-        self.metric = metric
-        self.plan: TokenMerge | None = None
-        self.shape: tuple[int, int] | None = None
-        self.reason: str | None = None
-        self.tokens_out: int | None = None
+        self.metric, self.plan, self.reason, self.tokens_out = metric, None, None, None
 
     def entered(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Block pre-hook: its input hidden states are the metric, as in tomesd."""
