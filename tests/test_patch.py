@@ -110,9 +110,10 @@ def test_applying_twice_equals_applying_once(unet: torch.nn.Module) -> None:
     assert once.removed and not twice.removed
     assert torch.equal(run(unet, kwargs), merged_once)
     for layer in twice.layers:
-        processor = layer.module.get_processor() if layer.backend == BACKEND_OURS else None
-        if processor is not None:
-            assert isinstance(processor.original, AttnProcessor2_0), "never wraps its own processor"
+        if layer.backend == BACKEND_OURS:
+            attn = getattr(layer.module, "attn1", layer.module)  # a block's, or the Attention
+            original = attn.get_processor().original
+            assert isinstance(original, AttnProcessor2_0), "never wraps its own processor"
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5])
@@ -236,10 +237,10 @@ def test_same_output_as_tomesd_without_seed(sd_unet: torch.nn.Module) -> None:
     torch.manual_seed(123)
     theirs = run(sd_unet, kwargs)
     tomesd.remove_patch(sd_unet)
-    patch = apply_tome(sd_unet, 0.5)
+    patch = apply_tome(sd_unet, 0.5, share_matching=False)  # the default backend, own matchings
     torch.manual_seed(123)
     assert torch.equal(run(sd_unet, kwargs), theirs)
-    assert patch.backends == (BACKEND_TOMESD,)
+    assert patch.backends == (BACKEND_OURS,)
 
 
 def test_same_output_as_tomesd_with_a_seeded_generator(sd_unet: torch.nn.Module) -> None:
@@ -248,7 +249,7 @@ def test_same_output_as_tomesd_with_a_seeded_generator(sd_unet: torch.nn.Module)
     sd_unet._tome_info["args"]["generator"] = torch.Generator().manual_seed(7)
     theirs = run(sd_unet, kwargs)
     tomesd.remove_patch(sd_unet)
-    apply_tome(sd_unet, 0.4, merge_mlp=True, seed=7)
+    apply_tome(sd_unet, 0.4, merge_mlp=True, seed=7, share_matching=False)
     torch.manual_seed(999)  # the global RNG must not matter
     assert torch.equal(run(sd_unet, kwargs), theirs)
 
@@ -292,6 +293,8 @@ def test_patch_reports_layers_backends_and_tokens(pipes: dict) -> None:
     sd = pipes["tiny-sd"].unet
     with tome_applied(sd, 0.5, max_downsample=2) as patch:
         assert patch.names[0] == "down_blocks.0.attentions.0.transformer_blocks.0"
+        assert all(type(m).__name__ == "BasicTransformerBlock" for m in patch.modules)
+    with tome_applied(sd, 0.5, max_downsample=2, backend=BACKEND_TOMESD) as patch:
         assert all(type(m).__name__ == "ToMeBlock" for m in patch.modules)
 
 

@@ -44,9 +44,10 @@ class TomeArgs:
     merge_mlp: bool = False
     seed: int | None = None
     method: str = METHOD_TOME
-    share_matching: bool = False
-    # Who merges SD's BasicTransformerBlocks: tomesd itself, or our processor (same outputs).
-    backend: str = BACKEND_TOMESD
+    # One matching per resolution per forward (faster; outputs differ slightly from tomesd's).
+    share_matching: bool = True
+    # Who merges SD's BasicTransformerBlocks: our processor, or tomesd itself (the reference).
+    backend: str = BACKEND_OURS
 
     def __post_init__(self) -> None:
         check_int("sx", self.sx, minimum=1)

@@ -17,7 +17,7 @@ from torch import nn
 from pytest_tome.engine.args import TomeArgs
 from pytest_tome.engine.discovery import check_applicable, find_sites, select
 from pytest_tome.engine.families import FAMILIES
-from pytest_tome.engine.layers import PatchedLayer
+from pytest_tome.engine.layers import BACKEND_OURS, PatchedLayer
 from pytest_tome.engine.matching import DestinationRng
 from pytest_tome.engine.reducer import Reducer
 
@@ -123,18 +123,19 @@ def apply_tome(
     merge_mlp: bool = False,
     seed: int | None = None,
     method: str = "tome",
-    share_matching: bool = False,
-    backend: str = "tomesd",
+    share_matching: bool = True,
+    backend: str = BACKEND_OURS,
 ) -> TomePatch:
     """Patch a pipeline's denoiser (or a bare model) with ToMe; re-applying replaces the patch.
 
     `method="tome"` merges `ratio` of the tokens (bipartite soft matching) around each patched
     self-attention; `method="todo"` keeps every query and removes `ratio` of the keys/values
-    by k x k nearest downsampling (ratio 0.75, 0.889 or 0.9375). `share_matching=True` (ToMe
-    only) computes one matching per resolution per forward, reused by the later layers there:
-    faster, slightly different outputs. `backend` picks who merges Stable Diffusion's
-    BasicTransformerBlocks: `"tomesd"` (tomesd itself) or `"pytest-tome"` (our processor, the
-    same outputs); every other family is ours.
+    by k x k nearest downsampling (ratio 0.75, 0.889 or 0.9375). `share_matching=True` (the
+    default; ToMe in our processors) computes one matching per resolution per forward, reused
+    by the later layers there: faster, slightly different outputs; False gives tomesd's.
+    `backend` picks who merges Stable Diffusion's BasicTransformerBlocks: `"pytest-tome"`
+    (the default, our processor) or `"tomesd"` (tomesd itself, the reference; it has no
+    shared matchings and no ToDo); every other family is ours.
     Raises ValueError for bad arguments, TomeNotApplicable when ratio > 0 would merge nothing.
     """
     args = TomeArgs(

@@ -30,7 +30,8 @@ _METHOD_NAMES = {"tome": "ToMe", "todo": "ToDo"}
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
 # percent of noise moves the Amdahl bound 1 / (1 - share) by a whole 1x.
 HEADROOM_REPEATS = 5
-# The ToMe arguments the gate measures with (tomesd's defaults); part of every fingerprint.
+# The ToMe arguments the gate measures with (tomesd's, and apply_tome's share_matching and
+# backend defaults); part of every fingerprint.
 TOME_ARGS: Mapping[str, Any] = MappingProxyType(
     {
         "sx": 2,
@@ -40,6 +41,8 @@ TOME_ARGS: Mapping[str, Any] = MappingProxyType(
         "merge_attn": True,
         "merge_crossattn": False,
         "merge_mlp": False,
+        "share_matching": True,  # apply_tome's defaults: what users get
+        "backend": "pytest-tome",
     }
 )
 
