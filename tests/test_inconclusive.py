@@ -65,3 +65,16 @@ def test_more_rounds_are_wanted_exactly_while_undecided(baseline):
     # Saving: no baseline, so the run's own interval must fit in the tolerance band.
     assert speed_undecided(noisy.time_base, noisy.time_tome, None, tol)
     assert not speed_undecided(quiet.time_base, quiet.time_tome, None, tol)
+
+
+def test_reports_count_and_mark_inconclusive_as_its_own_verdict(baseline):
+    from pytest_tome.report.summary import report_markdown, summary_lines, verdict_counts
+
+    noisy = decide(run("slower_15_noisy"), baseline, Tolerances(), quality_applies=True)
+    result = RatioResult.from_dict(
+        {**run("slower_15_noisy").to_dict(), "verdict": noisy.verdict, "reasons": noisy.reasons}
+    )
+    assert verdict_counts([result, baseline]) == {INCONCLUSIVE: 1, "new": 1}
+    assert any(line.rstrip().endswith(INCONCLUSIVE) for line in summary_lines([result], []))
+    markdown = report_markdown([result], [], {})
+    assert f"**{INCONCLUSIVE}**" in markdown

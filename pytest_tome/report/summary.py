@@ -21,6 +21,7 @@ from typing import Any
 from pytest_tome import atomic
 from pytest_tome.gate.results import (
     FAIL,
+    INCONCLUSIVE,
     NOT_MERGEABLE,
     VERDICTS,
     Headroom,
@@ -225,7 +226,7 @@ def _md_table(rows: Sequence[RatioResult]) -> list[str]:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(align) + "|"]
     for result in rows:
         cells = [_md_escape(c) for c in row_cells(result)]
-        if result.verdict == FAIL:
+        if result.verdict in (FAIL, INCONCLUSIVE):
             cells[-1] = f"**{cells[-1]}**"
         lines.append("| " + " | ".join(cells) + " |")
     return lines
