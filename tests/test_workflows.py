@@ -253,10 +253,14 @@ def test_the_gpu_script_parses_and_prints_its_gpu_commands():
         ["bash", script, "--print"], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    (gate,) = [line for line in done.stdout.splitlines() if "tests/test_gate.py" in line]
-    for option in ("--tome-device=cuda", "--tome-dtype=float16", "--tome-save-baselines",
-                   "--tome-baselines=baselines", "--tome-report=report-gpu", "arch:sd15-512"):  # fmt: skip
-        assert option in gate
+    embedded, arch = [line for line in done.stdout.splitlines() if "tests/test_gate.py" in line]
+    for gate in (embedded, arch):
+        for option in ("--tome-device=cuda", "--tome-dtype=float16", "--tome-save-baselines",
+                       "--tome-baselines=baselines"):  # fmt: skip
+            assert option in gate
+    assert "--tome-models" not in embedded and "--tome-report=report-gpu/embedded" in embedded
+    assert "--tome-models=arch:ddpm-celebahq-256," in arch and "arch:sd15-512" in arch
+    assert "--tome-report=report-gpu/arch" in arch
 
 
 def test_every_pytest_option_in_tox_exists(help_text):
