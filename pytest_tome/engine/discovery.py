@@ -53,8 +53,9 @@ def check_applicable(
     if not sites:
         raise TomeNotApplicable(
             f"ToMe would patch nothing in {name}: it has no attention layers that any "
-            "family of the engine knows (diffusers Attention or BasicTransformerBlock in "
-            "down_blocks, mid_block or up_blocks)"
+            "family of the engine knows (diffusers Attention or BasicTransformerBlock in a "
+            "UNet's down_blocks, mid_block or up_blocks; DiT's or PixArt's BasicTransformerBlocks "
+            "in transformer_blocks; SD3's joint or Flux's transformer blocks)"
         )
     if not layers:
         if any(site.family.enabled(args) for site in sites):
