@@ -1,10 +1,15 @@
-"""Benchmark: what merging costs in the LDM CelebA-HQ UNet's 32x32 attention layers at r=0.5.
+"""Benchmark: what token reduction costs and gains, side by side in one run (random weights).
 
-Side by side in one run, interleaved round by round (random weights, 1x3x64x64 latent):
-the time inside the layers ToMe patches (1024 tokens, 448 channels) unpatched, merged with
-our matching, merged with tomesd's `bipartite_soft_matching_random2d` in the same
-processor, and the ideal (the layer on the first N/2 tokens, merging for free); and the
-whole UNet forward unpatched and with ours. Only ratios within the run are asserted.
+1. LDM CelebA-HQ UNet, its 32x32 attention layers (1024 tokens, 448 channels) at r=0.5:
+   the time inside the layers ToMe patches, interleaved round by round, unpatched, merged
+   with our matching (own per layer, and shared per resolution), merged with tomesd's
+   `bipartite_soft_matching_random2d` in the same processor, ToDo at 0.75, and the ideal
+   (the layer on the first N/2 tokens, merging for free).
+2. The SD 1.5 UNet forward (2x4x64x64 latents, 2x77x768 text) at r=0.5: unpatched, tomesd
+   itself, and `apply_tome`'s default.
+
+Only ratios within the run are asserted. `pytest tests/test_bench_merge.py -s -p no:randomly`
+prints the tables (the README's performance section shows them).
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from tomesd.merge import bipartite_soft_matching_random2d
 
 from pytest_tome.engine import TomeArgs, apply_tome, remove_tome
 from pytest_tome.engine.families.unet2d import TomeAttnProcessor
-from pytest_tome.engine.matching import bipartite_soft_matching_2d
+from pytest_tome.engine.reducer import Reducer
 from pytest_tome.models.presets import preset_unet
 
 pytestmark = pytest.mark.slow
 
 RATIO = 0.5
+TODO_RATIO = 0.75
 ROUNDS = 5
 LAYER_REPEATS = 3  # layer timings per variant per round; forwards are timed once per round
-LAYER_VARIANTS = ("unpatched", "ours", "tomesd", "ideal")
+IDEAL = "ideal (N/2, free merge)"
+THREADS = 1  # timing at one thread: others' load moves it least
 
 
 def tomesd_match(metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int, **kw: Any) -> Any:
@@ -46,14 +53,39 @@ def seconds(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-@pytest.fixture(scope="module")
-def ldm_unet() -> torch.nn.Module:
-    return preset_unet("arch:ldm-celebahq-256").eval()
+def interleave(variants: dict[str, Callable[[], Any]], rounds: int, repeats: int) -> dict:
+    """Median seconds of each variant, the order rotated every repeat; one warm-up round."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds + 1):
+        for i in range(repeats):
+            shift = (round_ * repeats + i) % len(names)
+            for name in names[shift:] + names[:shift]:
+                elapsed = seconds(variants[name])
+                if round_ > 0:
+                    times[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def table(title: str, med: dict[str, float], against: str, extra: dict[str, str]) -> str:
+    lines = [title, f"  {'variant':<28} {'ms':>9}  {'x ' + against:>12}"]
+    for name, value in med.items():
+        note = extra.get(name, "")
+        lines.append(f"  {name:<28} {value * 1e3:9.2f}  {value / med[against]:12.3f}  {note}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 @torch.no_grad()
-def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any, ldm_unet: torch.nn.Module) -> None:
-    unet = ldm_unet
+def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any) -> None:
+    unet = preset_unet("arch:ldm-celebahq-256").eval()
     sample = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     timestep = torch.tensor([500])
     layers = apply_tome(unet, RATIO, seed=0).modules  # the layers ToMe merges in
@@ -71,71 +103,103 @@ def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any, ldm_unet: torch.nn
     assert all(captured[m][0][0].shape[-2:] == (32, 32) for m in layers)
 
     originals = [m.get_processor() for m in layers]
-    settings = TomeArgs(RATIO, seed=0)
-    matchers = {"ours": bipartite_soft_matching_2d, "tomesd": tomesd_match}
-    processors = {
-        "unpatched": originals,
-        "ideal": originals,
-        **{
-            name: [TomeAttnProcessor(p, settings, match=match) for p in originals]
-            for name, match in matchers.items()
-        },
+    reducers = {
+        "ours": Reducer(TomeArgs(RATIO, seed=0, share_matching=False)),
+        "ours, shared matching": Reducer(TomeArgs(RATIO, seed=0, share_matching=True)),
+        "tomesd's matching": Reducer(
+            TomeArgs(RATIO, seed=0, share_matching=False), match=tomesd_match
+        ),
+        f"todo r{TODO_RATIO:g}": Reducer(TomeArgs(TODO_RATIO, seed=0, method="todo")),
     }
+    processors = {"unpatched": originals, IDEAL: originals}
+    for name, reducer in reducers.items():
+        processors[name] = [TomeAttnProcessor(p, reducer.args, reducer=reducer) for p in originals]
     halves = {m: captured[m][0][0][:, :, :16, :].contiguous() for m in layers}  # 512 tokens
 
     def run_layers(variant: str) -> None:
-        for module in layers:
-            args, kwargs = captured[module]
-            if variant == "ideal":
-                args = (halves[module], *args[1:])
-            module(*args, **kwargs)
-
-    def time_layers(variant: str) -> float:
+        """The patched layers once, as one UNet forward would run them."""
         for module, processor in zip(layers, processors[variant]):
             module.set_processor(processor)
+        if variant in reducers:
+            reducers[variant].start_forward()
         try:
-            return seconds(lambda: run_layers(variant))
+            for module in layers:
+                args, kwargs = captured[module]
+                if variant == IDEAL:
+                    args = (halves[module], *args[1:])
+                module(*args, **kwargs)
         finally:
             for module, processor in zip(layers, originals):
                 module.set_processor(processor)
 
-    def time_forward(merged: bool) -> float:
-        if merged:
-            apply_tome(unet, RATIO, seed=0)
-        try:
-            return seconds(lambda: unet(sample, timestep))
-        finally:
-            remove_tome(unet)
+    med: dict[str, float] = {}
 
-    times: dict[str, list[float]] = {}
+    def measure() -> None:
+        variants = {name: (lambda n=name: run_layers(n)) for name in processors}
+        med.update(interleave(variants, ROUNDS, LAYER_REPEATS))
 
-    def one_round() -> None:
-        for i in range(LAYER_REPEATS):
-            shift = (len(times.get("ours", ())) + i) % len(LAYER_VARIANTS)  # rotate the order
-            for variant in LAYER_VARIANTS[shift:] + LAYER_VARIANTS[:shift]:
-                times.setdefault(variant, []).append(time_layers(variant))
-        for merged in (False, True):
-            key = "forward_ours" if merged else "forward_unpatched"
-            times.setdefault(key, []).append(time_forward(merged))
-
-    one_round()  # warm up every path, then start counting
-    times.clear()
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-
-    med = {name: statistics.median(values) for name, values in times.items()}
-    info = {
-        "layers": len(layers),
-        "tokens": 32 * 32,
-        "samples": {name: len(values) for name, values in times.items()},
-        **{f"{name}_ms": round(value * 1e3, 2) for name, value in med.items()},
-        "ours/unpatched": med["ours"] / med["unpatched"],
-        "tomesd/unpatched": med["tomesd"] / med["unpatched"],
-        "ideal/unpatched": med["ideal"] / med["unpatched"],
-        "ours/tomesd": med["ours"] / med["tomesd"],
-        "merge_overhead_ours_ms": (med["ours"] - med["ideal"]) * 1e3,
-        "merge_overhead_tomesd_ms": (med["tomesd"] - med["ideal"]) * 1e3,
-        "forward_speedup": med["forward_unpatched"] / med["forward_ours"],
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    ideal = med[IDEAL]
+    overhead = {
+        name: f"merge overhead {(med[name] - ideal) * 1e3:.2f} ms"
+        for name in ("ours", "ours, shared matching", "tomesd's matching")
     }
-    benchmark.extra_info.update(info)
-    print("\n" + "\n".join(f"  {key}: {value}" for key, value in info.items()))
-    assert info["ours/tomesd"] <= 1.10, f"our merge is slower than tomesd's: {info}"
+    info = {
+        f"{name}/ideal": round(value / ideal, 3) for name, value in med.items() if name != IDEAL
+    }
+    benchmark.extra_info.update(info, layers=len(layers), tokens=32 * 32)
+    title = (
+        f"LDM CelebA-HQ: its {len(layers)} attention layers at 32x32 = 1024 tokens, "
+        f"r={RATIO:g} (ToDo r={TODO_RATIO:g}), {THREADS} thread"
+    )
+    print("\n" + table(title, med, IDEAL, overhead))
+    assert med["ours"] <= 1.10 * med["tomesd's matching"], f"ours slower than tomesd's: {med}"
+    assert med["ours, shared matching"] <= med["ours"] * 1.05, f"sharing does not pay: {med}"
+
+
+@torch.no_grad()
+def test_sd15_unet_forward_against_tomesd(benchmark: Any) -> None:
+    import tomesd
+
+    unet = preset_unet("arch:sd15-512").eval()
+    gen = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 4, 64, 64, generator=gen)
+    text = torch.randn(2, 77, 768, generator=gen)
+    timestep = torch.tensor([500])
+
+    def forward() -> None:
+        unet(sample, timestep, encoder_hidden_states=text)
+
+    def patched(apply: Callable[[], Any], undo: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            apply()
+            try:
+                forward()
+            finally:
+                undo()
+
+        return run
+
+    variants = {
+        "unpatched": forward,
+        "tomesd": patched(
+            lambda: tomesd.apply_patch(unet, ratio=RATIO), lambda: tomesd.remove_patch(unet)
+        ),
+        "apply_tome default": patched(
+            lambda: apply_tome(unet, RATIO, seed=0), lambda: remove_tome(unet)
+        ),
+        "pytest-tome, own matchings": patched(
+            lambda: apply_tome(unet, RATIO, seed=0, share_matching=False),
+            lambda: remove_tome(unet),
+        ),
+    }
+    med: dict[str, float] = {}
+    benchmark.pedantic(lambda: med.update(interleave(variants, 2, 1)), rounds=1, iterations=1)
+    speedup = {name: med["unpatched"] / value for name, value in med.items()}
+    notes = {
+        name: f"speedup {s:.3f}x, {s / speedup['tomesd']:.3f}x tomesd's"
+        for name, s in speedup.items()
+    }
+    benchmark.extra_info.update({f"{name} speedup": round(s, 3) for name, s in speedup.items()})
+    print("\n" + table(f"SD 1.5 UNet forward, 2x4x64x64, r={RATIO:g}", med, "unpatched", notes))
+    assert speedup["apply_tome default"] >= 0.9 * speedup["tomesd"], f"slower than tomesd: {med}"

@@ -1,0 +1,132 @@
+"""Benchmark: ToDo at 0.75 beside ToMe at 0.5, time and quality, side by side in one run.
+
+- tiny-sd (the embedded pipeline, 4 steps, seed 0): time per image and PSNR/SSIM of the
+  images against the unmerged ones, for tomesd, our backend (own matchings: tomesd's images),
+  our backend with one shared matching per resolution, and ToDo.
+- The LDM CelebA-HQ preset UNet (random weights, 1x3x64x64): time per forward and PSNR of
+  the UNet's output against the unpatched one (the images of random weights are noise).
+
+Interleaved, one torch thread; only ratios within the run are asserted. The table prints
+with `pytest tests/test_bench_methods.py -s -p no:randomly`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+from pytest_tome.engine import remove_tome, tome_applied
+from pytest_tome.gate.quality import image_quality
+from pytest_tome.gate.runs import run_pipeline
+from pytest_tome.models.embedded import build_embedded
+from pytest_tome.models.presets import preset_unet
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 3
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "unmerged": None,
+    "tomesd r0.5": {"ratio": 0.5, "backend": "tomesd"},
+    "pytest-tome r0.5": {"ratio": 0.5, "backend": "pytest-tome"},
+    "pytest-tome r0.5 shared": {"ratio": 0.5, "backend": "pytest-tome", "share_matching": True},
+    "todo r0.75": {"ratio": 0.75, "method": "todo"},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def measure(model: Any, call: Callable[[], Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median seconds and the output of each variant, interleaved round by round."""
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    outputs: dict[str, Any] = {}
+    names = list(VARIANTS)
+    for round_ in range(ROUNDS + 1):  # the first round warms up
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            kwargs = VARIANTS[name]
+            if kwargs is None:
+                start = time.perf_counter()
+                out = call()
+            else:
+                with tome_applied(model, seed=0, **kwargs):
+                    start = time.perf_counter()
+                    out = call()
+            elapsed = time.perf_counter() - start
+            if round_:
+                times[name].append(elapsed)
+            outputs[name] = out
+    remove_tome(model)
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
+
+
+def table(title: str, med: dict[str, float], quality: dict[str, str]) -> str:
+    lines = [title, f"  {'variant':<26} {'ms':>9} {'speedup':>8}  quality vs unmerged"]
+    for name, value in med.items():
+        speedup = med["unmerged"] / value
+        lines.append(f"  {name:<26} {value * 1e3:9.1f} {speedup:7.3f}x  {quality.get(name, '')}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def test_todo_beside_tome_on_tiny_sd(benchmark: Any) -> None:
+    pipe = build_embedded("tiny-sd")
+    pipe.set_progress_bar_config(disable=True)
+    med: dict[str, float] = {}
+    outputs: dict[str, Any] = {}
+
+    def run() -> None:
+        found = measure(pipe, lambda: run_pipeline(pipe, steps=4, seed=0, images=1))
+        med.update(found[0])
+        outputs.update(found[1])
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    quality = {}
+    for name, images in outputs.items():
+        if name != "unmerged":
+            q = image_quality(outputs["unmerged"], images)
+            quality[name] = f"PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f}"
+    print("\n" + table("tiny-sd pipeline, 4 steps, 1 image, 1 thread", med, quality))
+    benchmark.extra_info.update({f"{k} ms": v * 1e3 for k, v in med.items()}, **quality)
+    assert np.array_equal(outputs["tomesd r0.5"], outputs["pytest-tome r0.5"])
+    assert not np.array_equal(outputs["todo r0.75"], outputs["unmerged"])
+    assert med["todo r0.75"] <= 1.10 * med["unmerged"], med
+
+
+@torch.no_grad()
+def test_todo_beside_tome_on_the_ldm_preset(benchmark: Any) -> None:
+    unet = preset_unet("arch:ldm-celebahq-256").eval()
+    sample = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    med: dict[str, float] = {}
+    outputs: dict[str, Any] = {}
+
+    def run() -> None:
+        found = measure(unet, lambda: unet(sample, torch.tensor([500])).sample)
+        med.update(found[0])
+        outputs.update(found[1])
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    base = outputs["unmerged"].numpy()
+    span = float(base.max() - base.min())
+    quality = {
+        name: f"output PSNR {peak_signal_noise_ratio(base, out.numpy(), data_range=span):.2f} dB"
+        for name, out in outputs.items()
+        if name != "unmerged"
+    }
+    title = "LDM CelebA-HQ preset UNet forward (random weights), 1x3x64x64, 1 thread"
+    print("\n" + table(title, med, quality))
+    benchmark.extra_info.update({f"{k} ms": v * 1e3 for k, v in med.items()}, **quality)
+    assert med["todo r0.75"] <= 1.10 * med["unmerged"], med
+    assert med["pytest-tome r0.5 shared"] <= 1.10 * med["pytest-tome r0.5"], med
