@@ -7,7 +7,10 @@ token] and unmerges its image output; the text output comes back as the processo
 So scaled dot-product attention sees N - floor(rN) image tokens plus all text tokens, and no
 upstream forward is copied. SD3.5's dual-attention `attn2` (self-attention over the image
 tokens only) is merged the same way. The grid (H/patch, W/patch) is read from the model's
-input at every forward by a pre-hook; removal restores the very processor objects.
+input at every forward by a pre-hook. Matchings come from the patch's `Reducer` (shared across
+blocks when `share_matching`). Removal restores the very processor objects (a processor user
+code set since is left in place, with a TomeWarning). ToDo is refused: the original processor
+takes one stream for queries, keys and values.
 """
 
 from __future__ import annotations
