@@ -32,7 +32,7 @@ if [[ $MODE != dry ]]; then
   INSTALL_S=90 TESTS_S=60 EMBEDDED_S=90 ARCH_S=210  # with nvidia-smi: < 8 minutes in all
 else  # the same commands on the CPU, as small as the gate allows
   GATE_ARGS=(--tome-device=cpu --tome-dtype=float32 --tome-ratios=0.5 --tome-rounds=2
-    --tome-max-rounds=2 --tome-warmup=0 --tome-steps=1)
+    --tome-max-rounds=2 --tome-warmup=0 --tome-steps=2)
   ARCH=""
   SCRATCH=$(mktemp -d)
   BASELINES=$SCRATCH/baselines
@@ -64,15 +64,23 @@ install() {
     echo "no wheels in $WHEELS: run 'make gpu-wheels' on a machine with network first" >&2
     return 1
   fi
-  local pip=(timeout "$BUDGET" "$PYTHON" -m pip install --no-index --find-links "$WHEELS" --user)
   "$PYTHON" -m pip --version
-  # Dependencies from the wheels folder or what is installed; where a pin cannot be met
-  # offline (e.g. an older safetensors), install without them and let the import check judge.
-  if ! "${pip[@]}" diffusers tomesd pytest-tome "filelock>=3.12"; then
-    echo "resolving offline failed; installing the three packages without dependencies" >&2
-    "${pip[@]}" --no-deps --force-reinstall "$WHEELS"/diffusers-*.whl "$WHEELS"/tomesd-*.whl \
-      "$WHEELS"/pytest_tome-*.whl
-  fi
+  # Into this python3 as it is (no venv: its CUDA torch stays): a plain install where that is
+  # allowed (a venv, conda, a container's root), else --user, else past PEP 668's marker.
+  local how=() pip
+  for how in "" "--user" "--break-system-packages"; do
+    pip=(timeout "$BUDGET" "$PYTHON" -m pip install --no-index --find-links "$WHEELS" $how)
+    # Dependencies from the wheels folder or what is installed; where a pin cannot be met
+    # offline (e.g. an older safetensors), without them, and the import check below judges.
+    if "${pip[@]}" diffusers tomesd pytest-tome "filelock>=3.12"; then
+      break
+    fi
+    echo "pip install ${how:-(plain)} failed; retrying without dependencies" >&2
+    if "${pip[@]}" --no-deps "$WHEELS"/diffusers-*.whl "$WHEELS"/tomesd-*.whl \
+      "$WHEELS"/pytest_tome-*.whl "$WHEELS"/filelock-*.whl; then
+      break
+    fi
+  done
   "$PYTHON" - <<'PY'
 import diffusers, tomesd, torch, pytest_tome, filelock  # noqa: F401
 print(f"torch {torch.__version__} cuda={torch.cuda.is_available()} diffusers {diffusers.__version__}")
