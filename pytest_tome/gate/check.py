@@ -121,11 +121,17 @@ class Gate:
         layers = len(patched.layers)
         patched.remove()
 
-        def run_base() -> np.ndarray:
+        def call() -> np.ndarray:  # one pipeline call, merged or not as the pipeline is now
             return run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
 
-        def run_tome() -> np.ndarray:  # ToMe is applied around it by `merged`, untimed
-            images = run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
+        merged = MergedCalls(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
+        done, start = [0], time.perf_counter()
+
+        @contextmanager
+        def merged_call() -> Iterator[None]:
+            """ToMe around one merged call, then progress: both outside the timed part."""
+            with merged():
+                yield
             done[0] += 1
             total, most = s.warmup + s.rounds, s.warmup + max(s.rounds, s.max_rounds)
             step = (
@@ -137,21 +143,18 @@ class Gate:
             )
             elapsed = time.perf_counter() - start
             self.progress(f"{self.spec.name} {run_label(method, ratio)}: {step} ({elapsed:.0f} s)")
-            return images
 
-        done, start = [0], time.perf_counter()
-        merged = MergedCalls(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
         device = torch.device(s.device)
         try:
             paired = interleaved(
-                run_base,
-                run_tome,
+                call,
+                call,  # merged: `merged_call` patches the pipeline around it
                 rounds=s.rounds,
                 warmup=s.warmup,
                 device=device,
                 images_per_call=s.images,
                 pedantic=self.pedantic,
-                merged=merged,
+                merged=merged_call,
                 threads=s.threads if device.type == "cpu" else None,
                 max_rounds=s.max_rounds,
                 undecided=self._undecided(ratio, method),
