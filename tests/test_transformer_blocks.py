@@ -24,6 +24,7 @@ from pytest_tome.engine import (
     BACKEND_OURS,
     BACKEND_TOMESD,
     TomeNotApplicable,
+    TomeWarning,
     apply_tome,
     remove_tome,
     tome_applied,
@@ -149,6 +150,8 @@ def test_a_pipeline_and_its_bare_transformer_are_patched_alike(pipes: dict[str, 
 
 def test_calls_it_cannot_merge_are_recorded_with_the_reason(pipes: dict[str, Any]) -> None:
     pixart = pipes["tiny-pixart"].transformer
+    attn1 = pixart.transformer_blocks[0].attn1
+    before = attn1.processor
     kwargs = inputs(pixart)
     kwargs["attention_mask"] = torch.ones(2, 1024)
     base = run(pixart, kwargs)
@@ -157,10 +160,17 @@ def test_calls_it_cannot_merge_are_recorded_with_the_reason(pipes: dict[str, Any
         assert patch.layers[0].fallbacks == {REASON_MASK: 1}
         run(pixart, inputs(pixart, 2, 2))  # one patch: no 2x2 cell to merge in
         assert patch.layers[0].fallbacks[REASON_GRID] == 1
-        pixart.transformer_blocks[0].attn1.set_processor(AttnProcessor2_0())
+        user_processor = AttnProcessor2_0()
+        attn1.set_processor(user_processor)
         run(pixart, inputs(pixart))
         assert patch.layers[0].fallbacks[REASON_REPLACED] == 1
         assert patch.layers[1].merged_calls == 1
+        with pytest.warns(
+            TomeWarning, match=r"transformer_blocks\.0\.attn1 holds AttnProcessor2_0"
+        ):
+            patch.remove()
+    assert attn1.processor is user_processor  # left in place
+    attn1.set_processor(before)
 
 
 def test_refusals_name_the_model_class_and_the_reason() -> None:

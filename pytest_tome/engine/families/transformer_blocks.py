@@ -21,6 +21,7 @@ downsampled (tomesd's rule) and sees a ceil(H / d) x ceil(W / d) grid.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,6 +38,7 @@ from pytest_tome.engine.layers import (
     REASON_REPLACED,
     PatchedLayer,
     Site,
+    TomeWarning,
 )
 from pytest_tome.engine.matching import TokenMerge
 
@@ -235,14 +237,29 @@ class _MergedBlocks(Family):
                 attn = getattr(module, name, None)
                 if flag and attn is not None:
                     original = attn.get_processor()
-                    attn.set_processor(
-                        BlockMergeProcessor(original, block, self_attention=self_attention)
+                    ours = BlockMergeProcessor(original, block, self_attention=self_attention)
+                    attn.set_processor(ours)
+                    where = f"{layer.name}.{name}"
+                    patch.on_remove(
+                        lambda a=attn, o=ours, p=original, w=where: _restore(a, o, p, w)
                     )
-                    patch.on_remove(lambda attn=attn, p=original: attn.set_processor(p))
             if args.merge_mlp and getattr(module, "ff", None) is not None:
                 ff = _FeedForwardMerge(block)
                 patch.add_hook(module.ff.register_forward_pre_hook(ff.entered))
                 patch.add_hook(module.ff.register_forward_hook(ff.left))
+
+
+def _restore(attn: Any, ours: BlockMergeProcessor, original: Any, where: str) -> None:
+    """Put `original` back, unless user code replaced our processor since: then say so."""
+    if attn.processor is ours:
+        attn.set_processor(original)
+    else:
+        warnings.warn(
+            f"remove_tome: {where} holds {type(attn.processor).__name__}, set after "
+            "apply_tome; left in place (its original processor is not restored)",
+            TomeWarning,
+            stacklevel=4,
+        )
 
 
 class UNetBlocks(_MergedBlocks):
