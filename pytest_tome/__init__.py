@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TomeNotApplicable",
     "TomePatch",
+    "TomeWarning",
     "apply_tome",
     "max_ratio",
     "remove_tome",
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from pytest_tome.engine import (
         TomeNotApplicable,
         TomePatch,
+        TomeWarning,
         apply_tome,
         max_ratio,
         remove_tome,
