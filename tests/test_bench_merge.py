@@ -35,6 +35,7 @@ RATIO = 0.5
 TODO_RATIO = 0.75
 ROUNDS = 5
 LAYER_REPEATS = 3  # layer timings per variant per round; forwards are timed once per round
+SD_ROUNDS = 4  # whole SD 1.5 forwards per variant after one warm-up (noisy on a busy CPU)
 IDEAL = "ideal (N/2, free merge)"
 THREADS = 1  # timing at one thread: others' load moves it least
 
@@ -194,7 +195,9 @@ def test_sd15_unet_forward_against_tomesd(benchmark: Any) -> None:
         ),
     }
     med: dict[str, float] = {}
-    benchmark.pedantic(lambda: med.update(interleave(variants, 2, 1)), rounds=1, iterations=1)
+    benchmark.pedantic(
+        lambda: med.update(interleave(variants, SD_ROUNDS, 1)), rounds=1, iterations=1
+    )
     speedup = {name: med["unpatched"] / value for name, value in med.items()}
     notes = {
         name: f"speedup {s:.3f}x, {s / speedup['tomesd']:.3f}x tomesd's"
