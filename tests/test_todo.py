@@ -181,3 +181,34 @@ def test_a_shared_matching_equals_the_first_layers_own() -> None:
     assert shared.plan(y, 8, 8) is first
     shared.start_forward()
     assert shared.plan(y, 8, 8) is not first
+
+
+# --- ToDo on the transformer backbones (DiT, PixArt-α) ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny-dit", "tiny-pixart"])
+def test_todo_on_transformer_backbones(name: str) -> None:
+    model = build_embedded(name).transformer
+    gen = torch.Generator().manual_seed(0)
+    kwargs: dict = {"timestep": torch.tensor([500, 500])}
+    if name == "tiny-dit":
+        kwargs["class_labels"] = torch.tensor([207, 1000])
+    else:
+        kwargs["encoder_hidden_states"] = torch.randn(2, 120, 32, generator=gen)
+        kwargs["added_cond_kwargs"] = {"resolution": None, "aspect_ratio": None}
+    sample = torch.randn(2, 4, 64, 64, generator=gen)
+
+    @torch.no_grad()
+    def backbone_run(model: torch.nn.Module, kwargs: dict) -> torch.Tensor:
+        return model(sample, **kwargs).sample
+
+    base = backbone_run(model, kwargs)
+    with tome_applied(model, 0.0, method="todo"):
+        assert torch.equal(backbone_run(model, kwargs), base)
+    with tome_applied(model, 0.75, method="todo") as patch:
+        todo = backbone_run(model, kwargs)
+        side = 64 // model.config.patch_size
+        assert {layer.tokens_out for layer in patch.layers} == {(side // 2) ** 2}
+        assert all(layer.tokens_in == side * side for layer in patch.layers)
+    assert not torch.equal(todo, base)
+    assert torch.equal(backbone_run(model, kwargs), base)
