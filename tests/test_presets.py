@@ -55,13 +55,14 @@ def test_latent_shapes_match_the_models() -> None:
     [
         ("arch:ddpm-celebahq-256", BACKEND_OURS, "down_blocks.4.attentions.0"),  # at 16x16
         ("arch:ldm-celebahq-256", BACKEND_OURS, "down_blocks.1.attentions.0"),  # at 32x32
+        ("arch:sd15-512", BACKEND_OURS, "down_blocks.0.attentions.0.transformer_blocks.0"),
         ("arch:sd15-512", BACKEND_TOMESD, "down_blocks.0.attentions.0.transformer_blocks.0"),
     ],
 )
 def test_tome_patches_the_largest_attention_layers(name: str, backend: str, first: str) -> None:
     with torch.device("meta"):
         unet = preset_unet(name)
-    patch = apply_tome(unet, 0.5)
+    patch = apply_tome(unet, 0.5, backend=backend)
     try:
         assert patch.backends == (backend,)
         assert patch.names[0] == first
