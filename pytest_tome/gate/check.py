@@ -69,12 +69,15 @@ class Gate:
         limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
         if method == METHOD_TOME and ratio > limit:
             why = f"ratio {ratio:g} is above {limit:g}, the most 2x2 cells allow"
-        elif not realises(method, ratio):
-            why = (
-                f"ToDo cannot remove {ratio:g} of the keys/values; it removes {valid_todo_ratios()}"
+            skip = (
+                f"ratio {ratio:g} is not mergeable: above {limit:g}, "
+                f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow"
             )
+        elif not realises(method, ratio):
+            why = f"ToDo cannot remove {ratio:g} of the keys/values, only {valid_todo_ratios()}"
+            skip = f"ToDo at ratio {ratio:g} is not mergeable: {why}"
         else:
-            why = ""
+            why = skip = ""
         if why:
             self._record(
                 RatioResult(
@@ -86,7 +89,7 @@ class Gate:
                     method=method,
                 )
             )
-            pytest.skip(f"{self.spec.name}: {method} at ratio {ratio:g} is not mergeable: {why}")
+            pytest.skip(f"{self.spec.name}: {skip}")
         self._headroom()
         result = self._measure(ratio, method)
         self.extra_info.update(
