@@ -146,3 +146,12 @@ def test_report_rows_and_plot_series_keep_methods_apart() -> None:
     tome = next(i for i, line in enumerate(lines) if line.lstrip().startswith("0.75"))
     assert tome < todo  # ToMe's rows first, each method on its own rows
     assert set(_groups(rows)) == {"m", "m (todo)"}
+
+
+def test_gate_reports_a_ratio_todo_cannot_realise_as_not_mergeable(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_gate(tome_gate):\n    tome_gate(0.5, method='todo')\n")
+    result = pytester.runpytest(*FAST, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*ToDo at ratio 0.5 is not mergeable*only 0, 0.75 (2x2)*"])
