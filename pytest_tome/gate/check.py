@@ -205,7 +205,7 @@ class Gate:
     def _undecided(self, ratio: float, method: str) -> Callable[..., bool]:
         """Whether the speedup so far is too noisy to decide against the stored baseline."""
         from pytest_tome.gate.runtime import peek_baseline
-        from pytest_tome.gate.verdicts import speed_undecided
+        from pytest_tome.gate.speed import speed_undecided
 
         s = self.session.settings
         baseline = (
