@@ -34,7 +34,7 @@ ROUNDS = 3
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "unmerged": None,
     "tomesd r0.5": {"ratio": 0.5, "backend": "tomesd"},
-    "pytest-tome r0.5": {"ratio": 0.5, "backend": "pytest-tome"},
+    "pytest-tome r0.5": {"ratio": 0.5, "backend": "pytest-tome", "share_matching": False},
     "pytest-tome r0.5 shared": {"ratio": 0.5, "backend": "pytest-tome", "share_matching": True},
     "todo r0.75": {"ratio": 0.75, "method": "todo"},
 }
