@@ -1,15 +1,21 @@
 """The speed call: is this run's speedup worse than the baseline's, fine, or undecidable?
 
-A slowdown fails when it is significant and beyond the tolerance; it is *inconclusive* when
-it is not significant yet the current median's interval reaches below the lowest speedup the
-tolerance allows (baseline median / (1 + tolerance)): a loss beyond the tolerance could hide
-in the noise. The gate adds rounds while a call is undecided (`speed_undecided`).
+A slowdown fails when it is significant and beyond the tolerance. It passes when it is not,
+and the run's per-round speedups are significantly above the baseline's shrunk by the
+tolerance (a one-sided Mann-Whitney U test at EQUIVALENCE_ALPHA): a loss beyond the tolerance
+is then ruled out. Otherwise the call is *inconclusive*: such a loss could hide in the noise.
+The gate adds rounds while a call is undecided (`speed_undecided`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+# The level at which a loss beyond the tolerance counts as ruled out, as in an equivalence
+# test (TOST); looser than the 1% that a failure needs, since this decides only whether the
+# gate could see, and a wrong "could see" needs a loss the tolerance calls large.
+EQUIVALENCE_ALPHA = 0.05
 
 if TYPE_CHECKING:
     from pytest_tome.gate.results import RatioResult
@@ -29,7 +35,8 @@ class SpeedCall:
     tolerance: float
     threshold: float  # the lowest speedup that passes: baseline median / (1 + tolerance)
     low: float  # the lower end of the current median's interval
-    significance: Any  # stats.Significance
+    significance: Any  # stats.Significance of a slowdown
+    within: Any  # stats.Significance of "above the threshold": a large loss ruled out
 
     @property
     def failed(self) -> bool:
@@ -37,9 +44,9 @@ class SpeedCall:
 
     @property
     def inconclusive(self) -> bool:
-        """Not a significant slowdown, yet the interval reaches below the threshold: a loss
+        """Neither a significant slowdown nor significantly above the threshold: a loss
         beyond the tolerance may hide in the noise, so neither pass nor fail can be said."""
-        return not self.significance.significant and self.low < self.threshold
+        return not self.significance.significant and not self.within.significant
 
 
 def speed_call(
@@ -51,19 +58,19 @@ def speed_call(
     """Compare this run's paired speedups with the baseline's (see `SpeedCall`)."""
     from pytest_tome.gate.stats import paired_ratios, paired_speedup, significantly_worse
 
+    base_ratios = paired_ratios(baseline.time_base, baseline.time_tome)
     base = paired_speedup(baseline.time_base, baseline.time_tome).median
     current = paired_speedup(time_base, time_tome)
+    shrunk = [ratio / (1 + tol.speed) for ratio in base_ratios]
     return SpeedCall(
         slower=base / current.median - 1,
         tolerance=tol.speed,
         threshold=base / (1 + tol.speed),
         low=current.ci[0],
         significance=significantly_worse(
-            paired_ratios(baseline.time_base, baseline.time_tome),
-            current.ratios,
-            worse="lower",
-            alpha=tol.alpha,
+            base_ratios, current.ratios, worse="lower", alpha=tol.alpha
         ),
+        within=significantly_worse(shrunk, current.ratios, worse="higher", alpha=EQUIVALENCE_ALPHA),
     )
 
 

@@ -214,9 +214,9 @@ def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) 
     status = FAIL if call.failed else INCONCLUSIVE if call.inconclusive else PASS
     if status == INCONCLUSIVE:
         why += (
-            f"; too noisy to decide: its interval reaches {call.low:.2f}x, below the "
-            f"{call.threshold:.2f}x that {tol.speed:.0%} slower allows, after "
-            f"{len(current.time_tome)} rounds"
+            f"; too noisy to decide: a speedup below the {call.threshold:.2f}x that "
+            f"{tol.speed:.0%} slower allows is not ruled out ({call.within.describe()}; "
+            f"interval down to {call.low:.2f}x) after {len(current.time_tome)} rounds"
         )
     return Row("speedup", measured, _speedup_text(baseline), tolerance, status, why)
 
