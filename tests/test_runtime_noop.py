@@ -159,3 +159,11 @@ def test_known_processors_are_wrapped_and_restored_exactly(unet) -> None:
         patch.remove()
     after = {n: m.get_processor() for n, m in unet.named_modules() if isinstance(m, Attention)}
     assert all(after[n] is p for n, p in before.items())
+
+
+def test_an_error_inside_a_merged_call_is_raised_not_hidden_by_the_check() -> None:
+    from pytest_tome.gate.runtime import MergedCalls
+
+    calls = MergedCalls(build_embedded("tiny-ddpm"), 0.5, seed=0)
+    with pytest.raises(ZeroDivisionError), calls():
+        1 / 0  # the layers were never called: the error, not a no-op report, must surface
