@@ -165,5 +165,6 @@ def test_an_error_inside_a_merged_call_is_raised_not_hidden_by_the_check() -> No
     from pytest_tome.gate.runtime import MergedCalls
 
     calls = MergedCalls(build_embedded("tiny-ddpm"), 0.5, seed=0)
-    with pytest.raises(ZeroDivisionError), calls():
-        1 / 0  # the layers were never called: the error, not a no-op report, must surface
+    with pytest.raises(KeyError, match="user error"), calls():
+        # The layers were never called: the error, not a no-op report, must surface.
+        raise KeyError("user error")
