@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
@@ -66,3 +67,18 @@ def test_speed_png_renders_close_bounds(tmp_path) -> None:
     png = plots.plot_speed(results, headroom, "test")
     assert png is not None and png.startswith(b"\x89PNG")
     (tmp_path / "speed.png").write_bytes(png)
+
+
+@pytest.mark.parametrize("reserved", [1, 0], ids=["reserved", "control-overlaps"])
+def test_an_in_scale_label_at_the_top_stays_below_the_off_scale_ones(reserved: int) -> None:
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_ylim(0.9, 3.0)
+    plots._draw_bound(ax, 4.40, "C0", top=3.0, slot=0)  # off scale: named at the top
+    ax.axhline(2.93, color="C1")
+    plots._label_bounds(ax, [(2.93, "C1")], reserved)
+    fig.canvas.draw()
+    boxes = _labels(ax)
+    assert len(boxes) == 2
+    assert bool(_overlaps(boxes)) == (reserved == 0)

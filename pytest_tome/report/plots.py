@@ -200,17 +200,19 @@ def _draw_bound(ax: Axes, bound: float, color: str, *, top: float, slot: int) ->
 LABEL_GAP_PT = 11.0  # one 8 pt line of text and a little air
 
 
-def _label_bounds(ax: Axes, bounds: Sequence[tuple[float, str]]) -> None:
+def _label_bounds(ax: Axes, bounds: Sequence[tuple[float, str]], reserved: int = 0) -> None:
     """Name each in-scale Amdahl line at the right, just above it; labels of close bounds are
-    pushed apart (at least LABEL_GAP_PT) so they never overlap. Call once the y-limits are final.
+    pushed apart (at least LABEL_GAP_PT) so they never overlap, and stay below the `reserved`
+    lines that off-scale bounds take at the top. Call once the y-limits are final.
     """
     low, high = ax.get_ylim()
     height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+    ceiling = height_pt - reserved * LABEL_GAP_PT - 4  # off-scale labels stand above this
     placed: list[float] = []  # label baselines, in points above the axes' bottom
     for bound, _ in sorted(bounds):
         at = (bound - low) / (high - low) * height_pt + 3
         placed.append(max(at, placed[-1] + LABEL_GAP_PT) if placed else at)
-    overflow = placed[-1] + LABEL_GAP_PT - height_pt if placed else 0.0
+    overflow = placed[-1] + LABEL_GAP_PT - ceiling if placed else 0.0
     if overflow > 0:  # shift the stack down, keeping the gaps
         placed = [y - overflow for y in placed]
     for (bound, color), y in zip(sorted(bounds), placed):
@@ -289,7 +291,7 @@ def plot_speed(
         ]
         notes += _not_mergeable_note(_groups(results))
         _finish(fig, "Token merging: speed", sub, notes, ax_speed)
-        _label_bounds(ax_speed, in_scale)  # needs the final axes size and limits
+        _label_bounds(ax_speed, in_scale, off_scale)  # needs the final axes size and limits
         return _png(fig)
 
 
