@@ -68,24 +68,12 @@ def _tiny_sd() -> Any:
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel
 
+    from pytest_tome.models.text_encoders import tiny_clip
     from pytest_tome.models.tokenizers import clip_tokenizer
 
     tokenizer = clip_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = tiny_clip(tokenizer)
     unet = UNet2DConditionModel(
         sample_size=64,
         in_channels=4,

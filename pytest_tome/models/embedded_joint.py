@@ -40,43 +40,6 @@ def _sharpen(transformer: Any, factor: float = SHARPNESS) -> Any:
     return transformer
 
 
-def _clip(tokenizer: Any, *, projection: bool) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
-        projection_dim=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
-
-
-def _t5(tokenizer: Any, d_model: int) -> Any:
-    from transformers import T5Config, T5EncoderModel
-
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=d_model,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=0,
-        )
-    )
-
-
 def _vae(latent_channels: int) -> Any:
     from diffusers import AutoencoderKL
 
@@ -103,6 +66,7 @@ def tiny_sd3() -> Any:
         StableDiffusion3Pipeline,
     )
 
+    from pytest_tome.models.text_encoders import tiny_clip, tiny_t5
     from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
 
     clip, t5 = clip_tokenizer(), t5_tokenizer()
@@ -123,11 +87,11 @@ def tiny_sd3() -> Any:
         transformer=_sharpen(transformer),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_vae(4),
-        text_encoder=_clip(clip, projection=True),
+        text_encoder=tiny_clip(clip, projection=True),
         tokenizer=clip,
-        text_encoder_2=_clip(clip, projection=True),
+        text_encoder_2=tiny_clip(clip, projection=True),
         tokenizer_2=clip_tokenizer(),
-        text_encoder_3=_t5(t5, 64),
+        text_encoder_3=tiny_t5(t5, 64, buckets=8),
         tokenizer_3=t5,
     )
     setattr(pipe, CALL_KWARGS, {"max_sequence_length": T5_TOKENS})
@@ -138,6 +102,7 @@ def tiny_flux() -> Any:
     """FluxPipeline: one double- and two single-stream blocks, CLIP and T5, 1024 image tokens."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
+    from pytest_tome.models.text_encoders import tiny_clip, tiny_t5
     from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
 
     clip, t5 = clip_tokenizer(), t5_tokenizer()
@@ -157,9 +122,9 @@ def tiny_flux() -> Any:
         transformer=_sharpen(transformer),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_vae(4),
-        text_encoder=_clip(clip, projection=False),
+        text_encoder=tiny_clip(clip),
         tokenizer=clip,
-        text_encoder_2=_t5(t5, 32),
+        text_encoder_2=tiny_t5(t5, 32, buckets=8),
         tokenizer_2=t5,
     )
     pipe.default_sample_size = 64  # 64 x 64 latents packed 2 x 2: 32 x 32 image tokens

@@ -53,23 +53,12 @@ def tiny_dit() -> Any:
 def tiny_pixart() -> Any:
     """`PixArtAlphaPipeline`: PixArt-α (adaLN-single, cross-attention) and a tiny T5 encoder."""
     from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
-    from transformers import T5Config, T5EncoderModel
 
+    from pytest_tome.models.text_encoders import tiny_t5
     from pytest_tome.models.tokenizers import t5_tokenizer
 
     tokenizer = t5_tokenizer()
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    text_encoder = tiny_t5(tokenizer)
     transformer = PixArtTransformer2DModel(**_BACKBONE, cross_attention_dim=32, caption_channels=32)
     pipe = PixArtAlphaPipeline(
         tokenizer=tokenizer,
