@@ -20,7 +20,7 @@ from pytest_tome.gate.results import (
     ImageThumb,
     RatioResult,
 )
-from pytest_tome.report import plots
+from pytest_tome.report import images, plots
 from pytest_tome.report import summary as report
 from pytest_tome.report.summary import ReportError
 
@@ -284,12 +284,12 @@ def test_figures_are_skipped_when_there_is_nothing_to_draw(results):
     assert plots.plot_quality(no_quality) is None
     untimed = [RatioResult(model="m", ratio=0.5, device="cpu", verdict=NOT_MERGEABLE)]
     assert plots.plot_speed(untimed, []) is None
-    assert plots.plot_images(untimed) is None
+    assert images.plot_images(untimed) is None
 
 
 def test_image_grid_has_a_row_per_model(tmp_path, results):
-    one = plots.plot_images([r for r in results if r.model == "tiny-sd"])
-    two = plots.plot_images(results)
+    one = images.plot_images([r for r in results if r.model == "tiny-sd"])
+    two = images.plot_images(results)
     (tmp_path / "one.png").write_bytes(one)
     (tmp_path / "two.png").write_bytes(two)
     one_h, two_h = imread(tmp_path / "one.png").shape[0], imread(tmp_path / "two.png").shape[0]
@@ -299,9 +299,9 @@ def test_image_grid_has_a_row_per_model(tmp_path, results):
 def test_a_thumbnail_of_the_wrong_size_is_refused():
     good = thumb(10, size=4)
     with pytest.raises(ValueError, match=r"is 4x4, expected 2x2"):
-        plots._pixels(ImageThumb(2, 2, good.png))
+        images._pixels(ImageThumb(2, 2, good.png))
     with pytest.raises(ValueError, match="not a base64 PNG"):
-        plots._pixels(ImageThumb(2, 2, "not png"))
+        images._pixels(ImageThumb(2, 2, "not png"))
 
 
 def test_thumbnails_are_downscaled_png_that_round_trip():

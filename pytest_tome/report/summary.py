@@ -359,14 +359,14 @@ def write_report(
     Also appends the tables to $GITHUB_STEP_SUMMARY when that is set (figures are not
     reachable from a job summary, so they are linked only from report.md).
     """
-    from pytest_tome.report import plots  # matplotlib: imported only when a report is written
+    from pytest_tome.report import images, plots  # matplotlib: only when a report is written
 
     directory = prepare_directory(directory)
     subtitle = plots.subtitle(settings)
     figures = {
         "speed.png": ("Time per image and speedup", plots.plot_speed(results, headroom, subtitle)),
         "quality.png": ("PSNR and SSIM", plots.plot_quality(results, subtitle)),
-        "images.png": ("Images, same seed", plots.plot_images(results, subtitle)),
+        "images.png": ("Images, same seed", images.plot_images(results, subtitle)),
     }
     written = [
         write_atomic(directory / "report.json", report_json(results, headroom, settings).encode())

@@ -1,0 +1,134 @@
+"""The report's image grid as PNG bytes: one row per model, one column per ratio.
+
+Like the thesis's figure 5.3 (images of one seed); drawn on matplotlib's Agg canvas, as
+`plots` draws the speed and quality figures, with their style and colours.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pytest_tome.gate.results import NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.report.plots import GRID_DPI, NOTE_COLOR, STYLE, _groups, _png
+
+
+def _pixels(thumb: ImageThumb) -> np.ndarray:
+    return thumb.to_array()
+
+
+def _wrap(name: str, width: int = 18) -> str:
+    """Break a long model name after '/' and then at hyphens, for a label beside a row."""
+    owner, _, rest = name.rpartition("/")
+    pieces = [owner + "/"] if owner else []
+    pieces += textwrap.wrap(rest, width=width, break_on_hyphens=True) or [rest]
+    return "\n".join(pieces)
+
+
+def _blank(ax: Axes, text: str) -> None:
+    ax.set_facecolor("#f2f2f2")
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        ha="center",
+        va="center",
+        fontsize=8,
+        color=NOTE_COLOR,
+        transform=ax.transAxes,
+        wrap=True,
+    )
+
+
+def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
+    """One row per model, one column per ratio; the first column is the unmerged image."""
+    groups = {
+        m: rows
+        for m, rows in _groups(results).items()
+        if any(r.image_tome is not None or r.image_base is not None for r in rows)
+    }
+    if not groups:
+        return None
+    ratios = sorted({r.ratio for rows in groups.values() for r in rows})
+    columns = [0.0, *[r for r in ratios if r != 0.0]]
+    with rc_context({**STYLE, "axes.grid": False}):
+        label_width = 0.35 + 0.08 * max(len(line) for m in groups for line in _wrap(m).split("\n"))
+        width = max(1.55 * len(columns) + label_width, 5.5)  # room for the title
+        fig = Figure(figsize=(width, 1.75 * len(groups) + 1.0))
+        axes = np.atleast_2d(fig.subplots(len(groups), len(columns), squeeze=False))
+        for row, (model, rows) in enumerate(groups.items()):
+            by_ratio = {r.ratio: r for r in rows}
+            base = next((r.image_base for r in rows if r.image_base is not None), None)
+            for col, ratio in enumerate(columns):
+                ax = axes[row][col]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                result = by_ratio.get(ratio)
+                image = base if col == 0 else (result.image_tome if result else None)
+                if image is not None:
+                    ax.imshow(_pixels(image), interpolation="antialiased")
+                    if col and result is not None and result.psnr is not None:
+                        ax.set_xlabel(
+                            f"{result.psnr:.1f} dB" if math.isfinite(result.psnr) else "identical",
+                            fontsize=8,
+                            color=NOTE_COLOR,
+                        )
+                elif result is not None and result.verdict == NOT_MERGEABLE:
+                    _blank(ax, "not\nmergeable")
+                else:
+                    _blank(ax, "no image")
+                if row == 0:
+                    ax.set_title("unmerged" if col == 0 else f"ratio {ratio:g}", fontsize=9)
+            axes[row][0].text(
+                -0.1,
+                0.5,
+                _wrap(model),
+                transform=axes[row][0].transAxes,
+                ha="right",
+                va="center",
+                fontsize=9,
+                fontweight="bold",
+            )
+        fig.suptitle(
+            "Token merging: one seed at every ratio",
+            fontsize=13,
+            fontweight="bold",
+            x=0.01,
+            ha="left",
+        )
+        caption = "under each image: PSNR against the unmerged one"
+        text = "\n".join(
+            textwrap.wrap(
+                f"{sub}; {caption}" if sub else caption, width=int(fig.get_figwidth() * 12)
+            )
+        )
+        lines = text.count("\n") + 1
+        height = fig.get_figheight() + 0.15 * (lines - 1)
+        fig.set_figheight(height)
+        fig.text(
+            0.01,
+            1 - 0.42 / height,
+            text,
+            fontsize=8.5,
+            color=NOTE_COLOR,
+            ha="left",
+            va="top",
+            linespacing=1.4,
+        )
+        fig.subplots_adjust(
+            left=label_width / fig.get_figwidth(),
+            right=0.99,
+            bottom=0.35 / height,
+            top=1 - (0.7 + 0.15 * lines) / height,
+            wspace=0.06,
+            hspace=0.3,
+        )
+        return _png(fig, dpi=GRID_DPI)
