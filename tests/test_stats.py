@@ -93,11 +93,17 @@ def test_a_shift_in_the_better_direction_is_never_significant():
     assert result.p_value == pytest.approx(1.0)
 
 
-def test_too_few_samples_fall_back_to_non_overlapping_intervals():
+def test_too_few_samples_are_never_significant():
+    # 3 + 3 samples: the smallest one-sided rank p-value is 1/20, above alpha 0.01, and the
+    # medians' order-statistic intervals would cover only 75%: no claim is made.
     apart = significantly_worse([1.0, 1.1, 1.2], [1.5, 1.6, 1.7], worse="higher")
-    overlapping = significantly_worse([1.0, 1.1, 1.6], [1.5, 1.6, 1.7], worse="higher")
-    assert (apart.method, apart.significant) == ("intervals", True)
-    assert (overlapping.method, overlapping.significant) == ("intervals", False)
+    assert (apart.method, apart.significant) == ("too few samples for alpha 0.01", False)
+    assert apart.describe() == "not significant (too few samples for alpha 0.01)"
+    # The same separation with enough samples is significant.
+    more = significantly_worse(
+        [1.0, 1.1, 1.2, 1.05, 1.15], [1.5, 1.6, 1.7, 1.55, 1.65], worse="higher"
+    )
+    assert more.significant and more.method == "Mann-Whitney U"
 
 
 @pytest.mark.parametrize(("current", "expected"), [(110, True), (100, False), (90, False)])
