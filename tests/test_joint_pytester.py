@@ -1,4 +1,5 @@
-"""tiny-sd3 and tiny-flux from a user's seat (pytester): fixtures, then the gate's save and pass."""
+"""The transformer pipelines from a user's seat (pytester): fixtures on all four, then the gate's
+save and pass on tiny-sd3 and tiny-flux."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ def test_merged_images_differ_but_stay_close(tome_ratio, tome_generate):
 
 
 @pytest.mark.slow
-def test_a_users_test_file_runs_on_tiny_sd3_and_tiny_flux(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("models", [("tiny-sd3", "tiny-flux"), ("tiny-dit", "tiny-pixart")])
+def test_a_users_test_file_runs_on_the_transformer_pipelines(
+    pytester: pytest.Pytester, models: tuple[str, str]
+) -> None:
     pytester.makepyfile(USER_TEST)
     result = pytester.runpytest(
-        "--tome-models=tiny-sd3,tiny-flux", "--tome-ratios=0.3,0.5", "--tome-steps=2", "-v",
+        f"--tome-models={','.join(models)}", "--tome-ratios=0.3,0.5", "--tome-steps=2", "-v",
         "-p", "no:randomly", "-p", "no:cacheprovider",
     )  # fmt: skip
     result.assert_outcomes(passed=4)
-    for case in ("tiny-sd3-r0.3", "tiny-sd3-r0.5", "tiny-flux-r0.3", "tiny-flux-r0.5"):
+    for case in (f"{m}-r{r}" for m in models for r in ("0.3", "0.5")):
         result.stdout.fnmatch_lines([f"*[[]{case}[]] PASSED*"])
 
 

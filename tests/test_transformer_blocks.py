@@ -287,26 +287,3 @@ def test_pytest_tome_backend_matches_tomesd_without_a_seed(sd_unets: dict) -> No
 def test_an_unknown_backend_is_a_clear_error(sd_unets: dict) -> None:
     with pytest.raises(ValueError, match="backend must be 'tomesd' or 'pytest-tome', got 'fast'"):
         apply_tome(sd_unets["tiny-sd"], 0.5, backend="fast")
-
-
-USER_TEST = """
-import numpy as np
-
-def test_merged_images_differ_but_stay_close(tome_ratio, tome_generate):
-    plain, merged = tome_generate(ratio=0.0), tome_generate(ratio=tome_ratio)
-    assert merged.shape == plain.shape == (1, 64, 64, 3)
-    assert not np.array_equal(merged, plain)
-    assert np.abs(merged - plain).mean() < 0.1
-"""
-
-
-@pytest.mark.slow
-def test_a_users_test_file_runs_on_tiny_dit_and_tiny_pixart(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest(
-        "--tome-models=tiny-dit,tiny-pixart", "--tome-ratios=0.3,0.5", "--tome-steps=2", "-v",
-        "-p", "no:randomly", "-p", "no:cacheprovider",
-    )  # fmt: skip
-    result.assert_outcomes(passed=4)
-    for case in ("tiny-dit-r0.3", "tiny-dit-r0.5", "tiny-pixart-r0.3", "tiny-pixart-r0.5"):
-        result.stdout.fnmatch_lines([f"*[[]{case}[]] PASSED*"])

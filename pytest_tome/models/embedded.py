@@ -63,13 +63,12 @@ def _tiny_ldm() -> Any:
 
 def _tiny_sd() -> Any:
     from diffusers import (
-        AutoencoderKL,
         PNDMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
 
-    from pytest_tome.models.text_encoders import tiny_clip
+    from pytest_tome.models.components import tiny_clip, tiny_vae
     from pytest_tome.models.tokenizers import clip_tokenizer
 
     tokenizer = clip_tokenizer()
@@ -86,17 +85,7 @@ def _tiny_sd() -> Any:
         attention_head_dim=2,  # SD's naming: the number of heads
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        block_out_channels=(16,),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+    vae = tiny_vae()
     scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
     return StableDiffusionPipeline(
         vae=vae,

@@ -66,7 +66,7 @@ def tiny_sd3() -> Any:
         StableDiffusion3Pipeline,
     )
 
-    from pytest_tome.models.text_encoders import tiny_clip, tiny_t5
+    from pytest_tome.models.components import tiny_clip, tiny_t5
     from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
 
     clip, t5 = clip_tokenizer(), t5_tokenizer()
@@ -102,7 +102,7 @@ def tiny_flux() -> Any:
     """FluxPipeline: one double- and two single-stream blocks, CLIP and T5, 1024 image tokens."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    from pytest_tome.models.text_encoders import tiny_clip, tiny_t5
+    from pytest_tome.models.components import tiny_clip, tiny_t5
     from pytest_tome.models.tokenizers import clip_tokenizer, t5_tokenizer
 
     clip, t5 = clip_tokenizer(), t5_tokenizer()

@@ -24,37 +24,22 @@ _BACKBONE: dict[str, Any] = {
 }
 
 
-def _tiny_vae() -> Any:
-    """A one-level KL autoencoder: 64x64x3 images <-> 64x64x4 latents."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        block_out_channels=(16,),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
-
-
 def tiny_dit() -> Any:
     """`DiTPipeline`: class-conditional DiT (adaLN-zero, 1000 classes) and a DDIM scheduler."""
     from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
+    from pytest_tome.models.components import tiny_vae
+
     transformer = DiTTransformer2DModel(**_BACKBONE, num_embeds_ada_norm=1000)
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
-    return DiTPipeline(transformer=transformer, vae=_tiny_vae(), scheduler=scheduler)
+    return DiTPipeline(transformer=transformer, vae=tiny_vae(), scheduler=scheduler)
 
 
 def tiny_pixart() -> Any:
     """`PixArtAlphaPipeline`: PixArt-α (adaLN-single, cross-attention) and a tiny T5 encoder."""
     from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 
-    from pytest_tome.models.text_encoders import tiny_t5
+    from pytest_tome.models.components import tiny_t5, tiny_vae
     from pytest_tome.models.tokenizers import t5_tokenizer
 
     tokenizer = t5_tokenizer()
@@ -63,7 +48,7 @@ def tiny_pixart() -> Any:
     pipe = PixArtAlphaPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
-        vae=_tiny_vae(),
+        vae=tiny_vae(),
         transformer=transformer,
         # DDIM, not PixArt's DPM-Solver, whose set_timesteps warns under numpy 2 here.
         scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=False),

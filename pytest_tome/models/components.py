@@ -1,4 +1,4 @@
-"""Tiny text encoders for the embedded pipelines, one config each for CLIP and T5.
+"""Tiny shared parts of the embedded pipelines: CLIP and T5 text encoders, a KL autoencoder.
 
 Built with whatever global RNG state the caller seeded (`embedded.build_embedded`), so
 the same call order gives the same weights.
@@ -45,4 +45,21 @@ def tiny_t5(tokenizer: Any, d_model: int = 32, *, buckets: int = 32) -> Any:
             eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=0,
         )
+    )
+
+
+def tiny_vae() -> Any:
+    """A one-level KL autoencoder: 64x64x3 images <-> 64x64x4 latents."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(16,),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
     )
