@@ -1,7 +1,7 @@
 """Embedded tiny pipelines: built offline from configs with seeded weights.
 
 They need no download and give bit-identical images run to run on CPU. They are deliberately
-attention-heavy (the first attention level sees 1024-4096 tokens), like the models token
+attention-heavy (the first attention level sees 1024-2304 tokens), like the models token
 merging is meant for. Builders import torch and diffusers only when called.
 """
 
@@ -19,7 +19,7 @@ def _tiny_ddpm() -> Any:
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     unet = UNet2DModel(
-        sample_size=64,
+        sample_size=48,  # 2304 tokens at the attention level: merging pays, a call stays cheap
         in_channels=3,
         out_channels=3,
         layers_per_block=1,
@@ -74,7 +74,7 @@ def _tiny_sd() -> Any:
     tokenizer = clip_tokenizer()
     text_encoder = tiny_clip(tokenizer)
     unet = UNet2DConditionModel(
-        sample_size=64,
+        sample_size=48,  # 48x48 latents and images (the one-level VAE does not upsample)
         in_channels=4,
         out_channels=4,
         layers_per_block=1,
