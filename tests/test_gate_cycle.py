@@ -379,8 +379,8 @@ def test_a_test_too_noisy_to_decide_is_inconclusive_and_fails_or_warns(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    # Two rounds a side, never more: too few for any rank test to reach its level, so neither
-    # a slowdown nor its absence can be shown, whatever the machine's noise.
+    # Two rounds a side, never more: too few for the sign or the rank test to reach its level, so
+    # neither a slowdown nor its absence can be shown, whatever the machine's noise.
     args = ("--tome-ratios=0.5", "--tome-rounds=2", "--tome-max-rounds=2")
     _run(pytester, *args, "--tome-save-baselines").assert_outcomes(passed=1)
     failed = _run(pytester, *args)

@@ -147,3 +147,35 @@ def test_describe_says_the_method_and_p_value():
         [1.4, 1.42, 1.45, 1.41, 1.43], [1.1, 1.2, 1.15, 1.12, 1.13], worse="lower"
     )
     assert result.describe() == "significant (Mann-Whitney U p=0.00397)"
+
+
+@pytest.mark.parametrize(
+    ("samples", "side", "alpha", "significant", "p"),
+    [
+        ((1.2,) * 6, "above", 0.05, True, 1 / 64),  # all six above: 0.5 ** 6
+        ((1.2,) * 6, "below", 0.05, False, 1.0),
+        ((1.2,) * 5 + (0.9,), "above", 0.05, False, 7 / 64),  # five of six: P(B >= 5)
+        ((1.2,) * 7 + (0.9,), "above", 0.05, True, 9 / 256),  # seven of eight
+        ((0.9,) * 7, "below", 0.01, True, 1 / 128),
+        ((1.0, 1.0, 1.2, 1.2, 1.2, 1.2, 1.2), "above", 0.01, False, None),  # ties leave 5
+    ],
+)
+def test_median_beyond_is_an_exact_one_sided_sign_test(samples, side, alpha, significant, p):
+    from pytest_tome.gate.stats import median_beyond
+
+    result = median_beyond(samples, 1.0, side=side, alpha=alpha)
+    assert result.significant == significant
+    if p is None:
+        assert result.method == f"too few samples for alpha {alpha:g}" and result.p_value is None
+    else:
+        assert result.method == "sign test"
+        assert result.p_value == pytest.approx(p)
+
+
+def test_median_beyond_names_a_bad_side_or_alpha():
+    from pytest_tome.gate.stats import median_beyond
+
+    with pytest.raises(ValueError, match="side must be 'above' or 'below', got 'up'"):
+        median_beyond((1.0, 2.0), 1.5, side="up", alpha=0.05)
+    with pytest.raises(ValueError, match="alpha must be between 0 and 1, got 5"):
+        median_beyond((1.0, 2.0), 1.5, side="above", alpha=5)

@@ -1,10 +1,19 @@
 """The speed call: is this run's speedup worse than the baseline's, fine, or undecidable?
 
-A slowdown fails when it is significant and beyond the tolerance. It passes when it is not,
-and the run's per-round speedups are significantly above the baseline's shrunk by the
-tolerance (a one-sided Mann-Whitney U test at EQUIVALENCE_ALPHA): a loss beyond the tolerance
-is then ruled out. Otherwise the call is *inconclusive*: such a loss could hide in the noise.
+The tolerance draws one line, the threshold: the baseline's median speedup / (1 + tolerance).
+- fail: the slowdown is significant (a one-sided Mann-Whitney U test of this run's per-round
+  speedups against the baseline's, at the tolerances' alpha, 0.01 by default) *and* the median
+  lies below the line;
+- pass: the per-round speedups lie significantly above the line (a one-sided sign test at
+  EQUIVALENCE_ALPHA, as in an equivalence test): a loss beyond the tolerance is ruled out;
+- otherwise *inconclusive*: such a loss could hide in the noise.
 The gate adds rounds while a call is undecided (`speed_undecided`).
+
+The pass test takes the baseline's median as a fixed reference rather than as a second noisy
+sample: a saving run adds rounds until its own interval lies within the tolerance, and testing
+this run alone against the line keeps a noisy baseline from making every later run undecidable
+(two noisy samples need a shift of about 1.4 times the noise to tell apart; one sample and a
+line, about one).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ class SpeedCall:
     tolerance: float
     threshold: float  # the lowest speedup that passes: baseline median / (1 + tolerance)
     low: float  # the lower end of the current median's interval
-    significance: Any  # stats.Significance of a slowdown
+    significance: Any  # stats.Significance of a slowdown against the baseline's rounds
     within: Any  # stats.Significance of "above the threshold": a large loss ruled out
 
     @property
@@ -56,21 +65,21 @@ def speed_call(
     tol: Tolerances,
 ) -> SpeedCall:
     """Compare this run's paired speedups with the baseline's (see `SpeedCall`)."""
-    from pytest_tome.gate.stats import paired_ratios, paired_speedup, significantly_worse
+    from pytest_tome.gate.stats import median_beyond, paired_speedup, significantly_worse
 
-    base_ratios = paired_ratios(baseline.time_base, baseline.time_tome)
-    base = paired_speedup(baseline.time_base, baseline.time_tome).median
+    base_speedup = paired_speedup(baseline.time_base, baseline.time_tome)
+    base = base_speedup.median
     current = paired_speedup(time_base, time_tome)
-    shrunk = [ratio / (1 + tol.speed) for ratio in base_ratios]
+    threshold = base / (1 + tol.speed)
     return SpeedCall(
         slower=base / current.median - 1,
         tolerance=tol.speed,
-        threshold=base / (1 + tol.speed),
+        threshold=threshold,
         low=current.ci[0],
         significance=significantly_worse(
-            base_ratios, current.ratios, worse="lower", alpha=tol.alpha
+            base_speedup.ratios, current.ratios, worse="lower", alpha=tol.alpha
         ),
-        within=significantly_worse(shrunk, current.ratios, worse="higher", alpha=EQUIVALENCE_ALPHA),
+        within=median_beyond(current.ratios, threshold, side="above", alpha=EQUIVALENCE_ALPHA),
     )
 
 

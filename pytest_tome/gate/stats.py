@@ -1,9 +1,11 @@
 """Statistics on raw timing and memory samples: paired speedup, spread, significance.
 
-The gate follows asv (airspeed velocity): a change counts only when it is statistically
-significant on the raw samples (Mann-Whitney U, exact for the handful of rounds a benchmark
-affords) and larger than a tolerance. With too few samples for the test to ever reach the
-significance level, nothing is called significant: the verdict says it cannot decide.
+Two tests, both exact for the handful of rounds a benchmark affords. Speed: a sign test of
+this run's per-round speedups against one reference value (the threshold the baseline and the
+tolerance set), the test that goes with the median's order-statistic interval. Memory, as
+asv (airspeed velocity) does: Mann-Whitney U of two sets of raw samples. With too few samples
+for a test to ever reach the significance level, nothing is called significant: the verdict
+says it cannot decide.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ class Speedup:
 
 @dataclass(frozen=True)
 class Significance:
-    """Whether `current` is worse than `baseline`, beyond chance."""
+    """Whether a difference is there beyond chance, and by which test."""
 
     significant: bool
-    method: str  # "Mann-Whitney U", "deterministic", or "too few samples for alpha A"
-    p_value: float | None = None  # only for Mann-Whitney U
+    method: str  # "Mann-Whitney U", "sign test", "deterministic", or "too few samples ..."
+    p_value: float | None = None  # only for a test that ran
 
     def describe(self) -> str:
         word = "significant" if self.significant else "not significant"
@@ -114,6 +116,36 @@ def paired_speedup(
     ratios = paired_ratios(time_base, time_tome)
     ci, coverage = median_ci(ratios, confidence)
     return Speedup(ratios=ratios, median=float(np.median(ratios)), ci=ci, confidence=coverage)
+
+
+def median_beyond(
+    samples: Sequence[float],
+    reference: float,
+    *,
+    side: Literal["above", "below"],
+    alpha: float,
+) -> Significance:
+    """Is the median of `samples` above (or below) `reference`, beyond chance?
+
+    One-sided exact sign test: under "the median is `reference`", each sample lies on either
+    side with probability 1/2, so p = P(Binomial(n, 1/2) >= the count on `side`), samples
+    equal to `reference` left out. It asks nothing of the samples' shape, and one disturbed
+    round moves it by one count only. Below log2(1/alpha) samples nothing is significant.
+    """
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
+    values = _checked(samples, "samples")
+    above, below = int(np.sum(values > reference)), int(np.sum(values < reference))
+    n = above + below
+    if n == 0 or 0.5**n >= alpha:
+        return Significance(False, f"too few samples for alpha {alpha:g}")
+    from scipy import stats
+
+    count = above if side == "above" else below
+    p = float(stats.binom.sf(count - 1, n, 0.5))
+    return Significance(p < alpha, "sign test", p)
 
 
 def significantly_worse(

@@ -3,7 +3,8 @@
 Speed is judged on the speedup (time_base / time_tome, paired within a round), not on
 absolute times: absolute times drift between runs on a shared machine, the within-run ratio
 does not. Speed and memory fail only when worse beyond chance (stats.significantly_worse)
-*and* by more than the tolerance; quality fails when PSNR or SSIM drop by more than theirs.
+*and* by more than the tolerance, and speed passes only when a loss beyond it is ruled out
+(gate.speed); quality fails when PSNR or SSIM drop by more than theirs.
 """
 
 from __future__ import annotations
@@ -210,13 +211,18 @@ def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) 
     if baseline is None:
         return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
     call = speed_call(current.time_base, current.time_tome, baseline, tol)
-    why = _change(call.slower, "slower", "faster") + f", {call.significance.describe()}"
     status = FAIL if call.failed else INCONCLUSIVE if call.inconclusive else PASS
-    if status == INCONCLUSIVE:
+    line = f"the {call.threshold:.2f}x that {tol.speed:.0%} slower allows"
+    why = _change(call.slower, "slower", "faster")
+    if status == FAIL:
+        why += f", {call.significance.describe()}; below {line}"
+    elif status == PASS:
+        why += f"; above {line}, {call.within.describe()}"
+    else:
         why += (
-            f"; too noisy to decide: a speedup below the {call.threshold:.2f}x that "
-            f"{tol.speed:.0%} slower allows is not ruled out ({call.within.describe()}; "
-            f"interval down to {call.low:.2f}x) after {len(current.time_tome)} rounds"
+            f"; too noisy to decide: a speedup below {line} is not ruled out "
+            f"({call.within.describe()}; interval down to {call.low:.2f}x) "
+            f"after {len(current.time_tome)} rounds"
         )
     return Row("speedup", measured, _speedup_text(baseline), tolerance, status, why)
 
