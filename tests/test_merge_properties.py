@@ -81,6 +81,17 @@ def test_unmerge_of_merge_keeps_shape_dtype_device(case: dict) -> None:
 
 @given(cases())
 @settings(deadline=None)
+def test_channels_first_merge_is_the_row_merge_bit_for_bit(case: dict) -> None:
+    """UNet2D merges its (B, C, N) feature map where it lies; the result must be `merge`'s."""
+    x = tokens(case)
+    merging = match(x, case)
+    channels_first = x.transpose(1, 2).contiguous()
+    merged = merging.merge_channels_first(channels_first)
+    assert torch.equal(merged.transpose(1, 2), merging.merge(x))
+
+
+@given(cases())
+@settings(deadline=None)
 def test_r_zero_is_the_identity(case: dict) -> None:
     x = tokens(case)
     merging = match(x, {**case, "r": 0})

@@ -55,6 +55,31 @@ class TokenMerge:
         destinations.div_(self.counts.to(out.dtype))
         return out
 
+    def merge_channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        """`merge` for channels-first (B, C, N) `x`, giving (B, C, N - r).
+
+        A UNet's group-normed feature map is channels-first; gathering along its last
+        dimension costs a quarter of the transposed copy that `merge` would need first.
+        """
+        if self.keep is None:
+            return x
+        channels = x.shape[1]
+
+        def along_channels(flat: torch.Tensor, offset: int) -> torch.Tensor:
+            local = flat.view(self.batch, -1) - self._offsets(offset, flat.device)
+            return local.unsqueeze(1).expand(-1, channels, -1)
+
+        out = x.gather(2, along_channels(self.keep, self.tokens_in))
+        sources = x.gather(2, along_channels(self.add_from, self.tokens_in))
+        out.scatter_add_(2, along_channels(self.add_to, self.tokens_out), sources)
+        destinations = out[:, :, self.tokens_out - self.counts.shape[1] :]
+        destinations.div_(self.counts.transpose(1, 2).to(out.dtype))
+        return out
+
+    def _offsets(self, per_batch: int, device: torch.device) -> torch.Tensor:
+        """(B, 1) offsets of each batch element in the flat row indices."""
+        return torch.arange(self.batch, device=device).view(-1, 1) * per_batch
+
     def unmerge(self, x: torch.Tensor) -> torch.Tensor:
         """Give every token the value of the row it went into: (B, N - r, C) -> (B, N, C)."""
         if self.keep is None:

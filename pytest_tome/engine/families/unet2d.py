@@ -96,24 +96,29 @@ class TomeAttnProcessor:
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
         batch, channel = hidden_states.shape[:2]
-        x = hidden_states.reshape(batch, channel, tokens).transpose(1, 2)
+        channels_first = hidden_states.reshape(batch, channel, tokens)
         if attn.group_norm is not None:
-            x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
-        x = x.contiguous()  # merging gathers whole rows
+            channels_first = attn.group_norm(channels_first)
+        x = channels_first.transpose(1, 2)  # (B, N, C) as a view, as diffusers feeds to_q
 
         if self.reducer.todo:
             context = self.reducer.keys_values(x, height, width)
             out = self._attend(attn, x, context)
             self._record(tokens, context.shape[1])
         else:
-            merging = self.reducer.plan(x, height, width)
-            out = merging.unmerge(self._attend(attn, merging.merge(x)))
+            merging = self.reducer.shared(height, width, batch, x.device)
+            if merging is None:  # the matching reads whole token rows: copy them out once
+                merging = self.reducer.plan(x.contiguous(), height, width)
+            merged = merging.merge_channels_first(channels_first).transpose(1, 2)
+            out = merging.unmerge(self._attend(attn, merged))
             self._record(tokens, merging.tokens_out)
 
         # A strided (B, C, H, W) view; adding the residual to it writes the layout out once.
         out = out.transpose(-1, -2).reshape(batch, channel, height, width)
         out = residual + out if attn.residual_connection else out.contiguous()
-        return out / attn.rescale_output_factor
+        if attn.rescale_output_factor != 1:  # x / 1.0 is x: skip a pass over the output
+            out = out / attn.rescale_output_factor
+        return out
 
     def _attend(self, attn: Any, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention of (B, N', C) tokens over themselves or over `kv` (ToDo's keys and
