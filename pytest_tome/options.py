@@ -243,7 +243,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max-rounds",
         "rounds a ratio may grow to while its speedup is too noisy to decide",
-        "12",
+        "20",
         _positive_int("max rounds", 2),
         "N",
     ),

@@ -30,7 +30,7 @@ class TomeSettings:
     images: int = 1
     rounds: int = 6
     warmup: int = 1
-    max_rounds: int = 12  # rounds may grow to this while the speedup is too noisy to decide
+    max_rounds: int = 20  # rounds may grow to this while the speedup is too noisy to decide
     threads: int | None = 1  # torch threads while timing on the CPU; None: torch's own count
     inconclusive: str = "fail"  # or "warn"
     clock: str = "auto"  # "wall", "cpu" (thread CPU time), or auto: cpu with 1 CPU thread

@@ -43,7 +43,7 @@ def test_ini_keys_set_the_policy_and_the_command_line_wins(pytester: pytest.Pyte
         + """
 def test_policy(tome_settings):
     assert (tome_settings.threads, tome_settings.inconclusive) == (3, "warn")
-    assert (tome_settings.max_rounds, tome_settings.clock) == (12, "auto")
+    assert (tome_settings.max_rounds, tome_settings.clock) == (20, "auto")
 """
     )
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
