@@ -5,8 +5,9 @@
    with our matching (own per layer, and shared per resolution), merged with tomesd's
    `bipartite_soft_matching_random2d` in the same processor, ToDo at 0.75, and the ideal
    (the layer on the first N/2 tokens, merging for free).
-2. The SD 1.5 UNet forward (2x4x64x64 latents, 2x77x768 text) at r=0.5: unpatched, tomesd
-   itself, and `apply_tome`'s default.
+2. The SD 1.5 UNet forward (2x4x64x64 latents, 2x77x768 text) at r=0.5: unpatched, the
+   ideal (tomesd's layers on N/2 tokens, merging for free), tomesd itself, and `apply_tome`'s
+   default.
 
 Only ratios within the run are asserted. `pytest tests/test_bench_merge.py -s -p no:randomly`
 prints the tables (the README's performance section shows them).
@@ -46,6 +47,35 @@ def tomesd_match(metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int,
         metric, w, h, sx, sy, r, no_rand=not kw["use_rand"], generator=kw["generator"]
     )
     return SimpleNamespace(merge=merge, unmerge=unmerge, tokens_out=metric.shape[1] - r)
+
+
+class HalfTokens:
+    """The ideal of a merge on SD's UNet: each self-attention that tomesd merges (attn1 of the
+    full-resolution blocks) runs its own processor on the first N/2 tokens, and the output is
+    repeated back to N tokens; a merge that costs one copy, so no ToMe can be faster."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.layers = [block.attn1 for block in apply_tome(unet, RATIO, seed=0).modules]
+        remove_tome(unet)
+        self.originals = [layer.get_processor() for layer in self.layers]
+        self.calls = 0
+
+    def install(self) -> None:
+        for layer, original in zip(self.layers, self.originals):
+            layer.set_processor(self._halved(original))
+
+    def remove(self) -> None:
+        for layer, original in zip(self.layers, self.originals):
+            layer.set_processor(original)
+
+    def _halved(self, original: Any) -> Callable[..., torch.Tensor]:
+        def processor(attn: Any, hidden_states: torch.Tensor, *args: Any, **kw: Any) -> Any:
+            self.calls += 1
+            half = hidden_states.shape[1] // 2
+            out = original(attn, hidden_states[:, :half], *args, **kw)
+            return torch.cat([out, out], dim=1)
+
+        return processor
 
 
 def seconds(fn: Callable[[], Any]) -> float:
@@ -181,8 +211,10 @@ def test_sd15_unet_forward_against_tomesd(benchmark: Any) -> None:
 
         return run
 
+    ideal = HalfTokens(unet)  # the layers tomesd merges, on N/2 tokens, merging for free
     variants = {
         "unpatched": forward,
+        IDEAL: patched(ideal.install, ideal.remove),
         "tomesd": patched(
             lambda: tomesd.apply_patch(unet, ratio=RATIO), lambda: tomesd.remove_patch(unet)
         ),
@@ -198,6 +230,7 @@ def test_sd15_unet_forward_against_tomesd(benchmark: Any) -> None:
     benchmark.pedantic(
         lambda: med.update(interleave(variants, SD_ROUNDS, 1)), rounds=1, iterations=1
     )
+    assert ideal.calls > 0 and ideal.calls == 5 * SD_ROUNDS + 5  # five layers per forward
     speedup = {name: med["unpatched"] / value for name, value in med.items()}
     notes = {
         name: f"speedup {s:.3f}x, {s / speedup['tomesd']:.3f}x tomesd's"

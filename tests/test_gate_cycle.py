@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tome.settings import Settings
+from pytest_tome.settings import TomeSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -109,7 +109,7 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     assert sorted(entries) == ["0.3", "0.5"]
     # 8 rounds, plus more (up to --tome-max-rounds) while the saving run's own interval is
     # wider than the tolerance: how many depends on the machine's noise.
-    most = Settings().max_rounds
+    most = TomeSettings().max_rounds
     assert 8 <= len(entries["0.5"]["time_tome"]) <= most and entries["0.5"]["psnr"] > 20
 
     again = _run(pytester, "--tome-ratios=0.3,0.5")

@@ -46,26 +46,33 @@ def test_checked_in_runs_get_the_expected_verdict(path, baseline):
 
 
 @pytest.mark.parametrize(
-    ("name", "significant", "beyond_tolerance", "ruled_out"),
+    ("name", "shown", "beyond_tolerance", "ruled_out", "really_slower"),
     [
-        ("slower_25", True, True, False),
-        ("slower_15_noisy", False, True, False),
-        ("slower_3_significant", True, False, True),
-        ("no_change", False, False, True),
+        ("slower_25", True, True, False, True),
+        ("slower_15_noisy", False, True, False, False),
+        ("slower_3_significant", False, False, True, True),
+        ("no_change", False, False, True, False),
     ],
 )
 def test_each_speed_fixture_exercises_the_guard_it_is_named_for(
-    name, significant, beyond_tolerance, ruled_out, baseline
+    name, shown, beyond_tolerance, ruled_out, really_slower, baseline
 ):
-    """Fail needs a significant slowdown beyond the tolerance; pass needs the speedups
-    significantly above the tolerance's line; slower_3_significant is real but small."""
+    """Fail needs a loss beyond the tolerance shown, pass needs it ruled out;
+    slower_3_significant is a real slowdown (significant against the baseline) within it."""
     from pytest_tome.gate.speed import speed_call
+    from pytest_tome.gate.stats import paired_ratios, significantly_worse
 
     current, _, _ = load_run(DATA / "runs" / f"{name}.json")
     call = speed_call(current.time_base, current.time_tome, baseline, Tolerances())
-    assert call.significance.significant == significant
+    assert call.significance.significant == shown
     assert (call.slower > call.tolerance) == beyond_tolerance
     assert call.within.significant == ruled_out
+    against_baseline = significantly_worse(
+        paired_ratios(baseline.time_base, baseline.time_tome),
+        paired_ratios(current.time_base, current.time_tome),
+        worse="lower",
+    )
+    assert against_baseline.significant == really_slower
 
 
 def test_the_failure_table_says_what_failed_and_why(baseline):
@@ -112,20 +119,33 @@ def test_simulated_gate_runs_fail_on_a_25_percent_slowdown_and_only_then(noise, 
     both sides share). At 8% with five rounds the defaults give about 0.5% false failures
     and 83% detection per check; more rounds or a looser alpha trade one for the other.
     """
-    rng = np.random.default_rng(7)
+    from pytest_tome.gate.speed import speed_undecided
+    from pytest_tome.settings import TomeSettings
 
-    def run(factor: float) -> RatioResult:
-        base = 1 + noise * rng.standard_normal(rounds)
-        tome = 0.7 * factor * base * (1 + noise * rng.standard_normal(rounds))
+    rng = np.random.default_rng(7)
+    tolerances = Tolerances()
+
+    def rounds_of(factor: float, n: int) -> tuple[list[float], list[float]]:
+        base = 1 + noise * rng.standard_normal(n)
+        tome = 0.7 * factor * base * (1 + noise * rng.standard_normal(n))
+        return list(base), list(tome)
+
+    def gate(factor: float, baseline: RatioResult | None) -> RatioResult:
+        """The gate's loop: `rounds`, then one more while undecided, up to max_rounds."""
+        base, tome = rounds_of(factor, rounds)
+        while len(base) < TomeSettings().max_rounds and speed_undecided(
+            tuple(base), tuple(tome), baseline, tolerances
+        ):
+            more = rounds_of(factor, 1)
+            base, tome = base + more[0], tome + more[1]
         return RatioResult("m", 0.5, "cpu", time_base=tuple(base), time_tome=tuple(tome))
 
-    tolerances = Tolerances()
-    unchanged = [
-        decide(run(1.0), run(1.0), tolerances, quality_applies=False).verdict for _ in range(200)
-    ]
-    slowed = [
-        decide(run(1.25), run(1.0), tolerances, quality_applies=False).verdict for _ in range(200)
-    ]
+    def verdict(factor: float) -> str:
+        baseline = gate(1.0, None)  # a saving run
+        return decide(gate(factor, baseline), baseline, tolerances, quality_applies=False).verdict
+
+    unchanged = [verdict(1.0) for _ in range(200)]
+    slowed = [verdict(1.25) for _ in range(200)]
     assert unchanged.count(FAIL) == 0
     assert slowed.count(FAIL) == len(slowed)
 

@@ -1,19 +1,20 @@
 """The speed call: is this run's speedup worse than the baseline's, fine, or undecidable?
 
 The tolerance draws one line, the threshold: the baseline's median speedup / (1 + tolerance).
-- fail: the slowdown is significant (a one-sided Mann-Whitney U test of this run's per-round
-  speedups against the baseline's, at the tolerances' alpha, 0.01 by default) *and* the median
-  lies below the line;
-- pass: the per-round speedups lie significantly above the line (a one-sided sign test at
-  EQUIVALENCE_ALPHA, as in an equivalence test): a loss beyond the tolerance is ruled out;
-- otherwise *inconclusive*: such a loss could hide in the noise.
-The gate adds rounds while a call is undecided (`speed_undecided`).
+A loss beyond the tolerance must be shown to fail, and ruled out to pass:
+- fail: this run's per-round speedups lie significantly below the baseline's shrunk by the
+  tolerance (one-sided Mann-Whitney U at the tolerances' alpha, 0.01 by default), and the
+  median lies below the line;
+- pass: they lie significantly above the line (a one-sided sign test at EQUIVALENCE_ALPHA,
+  as in an equivalence test);
+- otherwise *inconclusive*: the gate adds rounds while a call is undecided
+  (`speed_undecided`), and says so if they do not settle it.
 
-The pass test takes the baseline's median as a fixed reference rather than as a second noisy
-sample: a saving run adds rounds until its own interval lies within the tolerance, and testing
-this run alone against the line keeps a noisy baseline from making every later run undecidable
-(two noisy samples need a shift of about 1.4 times the noise to tell apart; one sample and a
-line, about one).
+Failing weighs the baseline's own noise (two samples), so a baseline that read a little high
+does not turn a busy but unchanged run into a failure. Passing takes the baseline's median as
+a fixed reference (one sample against a line needs about two thirds of the shift that two
+noisy samples need), so a noisy baseline does not make every later run undecidable; a saving
+run adds rounds until its median is pinned to half the tolerance.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class SpeedCall:
     tolerance: float
     threshold: float  # the lowest speedup that passes: baseline median / (1 + tolerance)
     low: float  # the lower end of the current median's interval
-    significance: Any  # stats.Significance of a slowdown against the baseline's rounds
+    significance: Any  # stats.Significance of "below the baseline's rounds shrunk": a large loss
     within: Any  # stats.Significance of "above the threshold": a large loss ruled out
 
     @property
@@ -77,7 +78,10 @@ def speed_call(
         threshold=threshold,
         low=current.ci[0],
         significance=significantly_worse(
-            base_speedup.ratios, current.ratios, worse="lower", alpha=tol.alpha
+            [ratio / (1 + tol.speed) for ratio in base_speedup.ratios],
+            current.ratios,
+            worse="lower",
+            alpha=tol.alpha,
         ),
         within=median_beyond(current.ratios, threshold, side="above", alpha=EQUIVALENCE_ALPHA),
     )
@@ -90,12 +94,13 @@ def speed_undecided(
     tol: Tolerances,
 ) -> bool:
     """Whether more rounds are needed: against a baseline, the call would be inconclusive;
-    without one (saving), the interval reaches farther below the median than the tolerance."""
+    without one (saving), the interval reaches farther below the median than half the
+    tolerance: a baseline is read by every later run, so its median is pinned closer."""
     from pytest_tome.gate.stats import paired_speedup
 
     if len(time_base) < 2:
         return True
     if baseline is None or not baseline.time_tome:
         current = paired_speedup(time_base, time_tome)
-        return current.ci[0] < current.median / (1 + tol.speed)
+        return current.ci[0] < current.median / (1 + tol.speed / 2)
     return speed_call(time_base, time_tome, baseline, tol).inconclusive
