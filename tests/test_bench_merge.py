@@ -3,8 +3,9 @@
 1. LDM CelebA-HQ UNet, its 32x32 attention layers (1024 tokens, 448 channels) at r=0.5:
    the time inside the layers ToMe patches, interleaved round by round, unpatched, merged
    with our matching (own per layer, and shared per resolution), merged with tomesd's
-   `bipartite_soft_matching_random2d` in the same processor, ToDo at 0.75, and the ideal
-   (the layer on the first N/2 tokens, merging for free).
+   `bipartite_soft_matching_random2d` in the same processor, ToDo at 0.75, the ideal
+   (the layer on the first N/2 tokens, merging for free) and ToMe's floor (merge = a slice,
+   unmerge = a repeat: attention at N/2, the rest of the layer at N).
 2. The SD 1.5 UNet forward (2x4x64x64 latents, 2x77x768 text) at r=0.5: unpatched, the
    ideal (tomesd's layers on N/2 tokens, merging for free), tomesd itself, and `apply_tome`'s
    default.
@@ -38,6 +39,7 @@ ROUNDS = 5
 LAYER_REPEATS = 3  # layer timings per variant per round; forwards are timed once per round
 SD_ROUNDS = 4  # whole SD 1.5 forwards per variant after one warm-up (noisy on a busy CPU)
 IDEAL = "ideal (N/2, free merge)"
+FLOOR = "ToMe floor (free merge)"
 THREADS = 1  # timing at one thread: others' load moves it least
 
 
@@ -76,6 +78,25 @@ class HalfTokens:
             return torch.cat([out, out], dim=1)
 
         return processor
+
+
+class FreeMerge:
+    """A plan whose merge is a slice and whose unmerge is a repeat: ToMe's structure (group
+    norm, residual and output layout at N tokens; attention at N - r) with merging for free.
+    The floor any ToMe on these layers can reach, where the ideal runs everything at N/2."""
+
+    def __init__(self, metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int, **_: Any):
+        self.tokens_in = metric.shape[1]
+        self.tokens_out = self.tokens_in - r
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, : self.tokens_out]
+
+    def merge_channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, : self.tokens_out]
+
+    def unmerge(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(1, -(-self.tokens_in // self.tokens_out), 1)[:, : self.tokens_in]
 
 
 def seconds(fn: Callable[[], Any]) -> float:
@@ -141,6 +162,7 @@ def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any) -> None:
             TomeArgs(RATIO, seed=0, share_matching=False), match=tomesd_match
         ),
         f"todo r{TODO_RATIO:g}": Reducer(TomeArgs(TODO_RATIO, seed=0, method="todo")),
+        FLOOR: Reducer(TomeArgs(RATIO, seed=0, share_matching=True), match=FreeMerge),
     }
     processors = {"unpatched": originals, IDEAL: originals}
     for name, reducer in reducers.items():
@@ -175,6 +197,7 @@ def test_merge_cost_in_ldm_celebahq_attention(benchmark: Any) -> None:
         name: f"merge overhead {(med[name] - ideal) * 1e3:.2f} ms"
         for name in ("ours", "ours, shared matching", "tomesd's matching")
     }
+    overhead[FLOOR] = f"what merging at N tokens costs beyond the ideal: {med[FLOOR] / ideal:.3f}x"
     info = {
         f"{name}/ideal": round(value / ideal, 3) for name, value in med.items() if name != IDEAL
     }

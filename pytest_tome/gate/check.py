@@ -1,26 +1,23 @@
 """The regression gate: measure one model at one ratio, compare with its baseline, decide.
 
-Data flows one way: pipeline -> interleaved runs (measure) -> quality -> RatioResult ->
-baseline comparison (verdicts) -> recorded in the session for the report.
+Data flows one way: pipeline -> interleaved runs (ratio_run, measure) -> quality ->
+RatioResult -> baseline comparison (verdicts) -> recorded in the session for the report.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-import numpy as np
 import pytest
 
-from pytest_tome.failures import fail_test_on
-from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, ImageThumb, RatioResult
+from pytest_tome.gate.ratio_run import TOME_ARGS, measure_ratio
+from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
 from pytest_tome.gate.verdicts import Tolerances
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
@@ -30,21 +27,6 @@ _METHOD_NAMES = {"tome": "ToMe", "todo": "ToDo"}
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
 # percent of noise moves the Amdahl bound 1 / (1 - share) by a whole 1x.
 HEADROOM_REPEATS = 5
-# The ToMe arguments the gate measures with (tomesd's, and apply_tome's share_matching and
-# backend defaults); part of every fingerprint.
-TOME_ARGS: Mapping[str, Any] = MappingProxyType(
-    {
-        "sx": 2,
-        "sy": 2,
-        "max_downsample": 1,
-        "use_rand": True,
-        "merge_attn": True,
-        "merge_crossattn": False,
-        "merge_mlp": False,
-        "share_matching": True,  # apply_tome's defaults: what users get
-        "backend": "pytest-tome",
-    }
-)
 
 
 @dataclass
@@ -79,11 +61,11 @@ class Gate:
         else:
             why = skip = ""
         if why:
-            self._record(
+            self.record(
                 RatioResult(
                     self.spec.key,
                     ratio,
-                    self._device_key(),
+                    self.device_key(),
                     verdict=NOT_MERGEABLE,
                     reasons=(why,),
                     method=method,
@@ -91,7 +73,7 @@ class Gate:
             )
             pytest.skip(f"{self.spec.name}: {skip}")
         self._headroom()
-        result = self._measure(ratio, method)
+        result = measure_ratio(self, ratio, method)
         self.extra_info.update(
             model=self.spec.name,
             method=method,
@@ -105,104 +87,9 @@ class Gate:
         )
         return self._decide(result)
 
-    # --- measuring -------------------------------------------------------------------------
+    # --- measuring (the run itself: ratio_run.measure_ratio) --------------------------------
 
-    def _measure(self, ratio: float, method: str) -> RatioResult:
-        import torch
-
-        from pytest_tome.engine import TomeNotApplicable, apply_tome
-        from pytest_tome.gate.measure import interleaved
-        from pytest_tome.gate.quality import image_quality
-        from pytest_tome.gate.runs import run_pipeline
-        from pytest_tome.gate.runtime import MergedCalls, MergingStopped, unchanged_images
-        from pytest_tome.gate.stats import paired_speedup
-
-        s = self.session.settings
-        with fail_test_on(TomeNotApplicable, prefix=f"{self.spec.name}: "):
-            # a no-op fails now
-            patched = apply_tome(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
-        layers = len(patched.layers)
-        patched.remove()
-
-        def call() -> np.ndarray:  # one pipeline call, merged or not as the pipeline is now
-            return run_pipeline(self.pipe, steps=s.steps, seed=s.seed, images=s.images)
-
-        merged = MergedCalls(self.pipe, ratio, seed=s.seed, method=method, **TOME_ARGS)
-        done, start = [0], time.perf_counter()
-
-        @contextmanager
-        def merged_call() -> Iterator[None]:
-            """ToMe around one merged call, then progress: both outside the timed part."""
-            with merged():
-                yield
-            done[0] += 1
-            total, most = s.warmup + s.rounds, s.warmup + max(s.rounds, s.max_rounds)
-            step = (
-                f"round {done[0]}/{total}"
-                if done[0] <= total
-                else f"round {done[0]} of up to {most}, too noisy so far"
-                if done[0] <= most
-                else "peak memory (untimed)"
-            )
-            elapsed = time.perf_counter() - start
-            self.progress(f"{self.spec.name} {run_label(method, ratio)}: {step} ({elapsed:.0f} s)")
-
-        device = torch.device(s.device)
-        try:
-            paired = interleaved(
-                call,
-                call,  # merged: `merged_call` patches the pipeline around it
-                rounds=s.rounds,
-                warmup=s.warmup,
-                device=device,
-                images_per_call=s.images,
-                pedantic=self.pedantic,
-                merged=merged_call,
-                threads=s.threads if device.type == "cpu" else None,
-                max_rounds=s.max_rounds,
-                undecided=self._undecided(ratio, method),
-                clock=time.thread_time if self._timing().get("clock") == "cpu" else None,
-            )
-            stopped = unchanged_images(paired.output_base, paired.output_tome, ratio)
-        except MergingStopped as exc:
-            stopped = list(exc.lines)
-        if stopped:
-            device_key = self._device_key()
-            self._record(
-                RatioResult(self.spec.key, ratio, device_key, verdict="fail",
-                            reasons=tuple(stopped), method=method)
-            )  # fmt: skip
-            pytest.fail(
-                f"ToMe gate failed for {self.spec.name} at ratio {ratio:g}:\n" + "\n".join(stopped),
-                pytrace=False,
-            )
-        speedup = paired_speedup(paired.time_base, paired.time_tome)
-        psnr = ssim = None
-        if not self.spec.weights_are_random:
-            quality = image_quality(paired.output_base, paired.output_tome)
-            psnr, ssim = quality.psnr, quality.ssim
-        return RatioResult(
-            model=self.spec.key,
-            ratio=ratio,
-            device=self._device_key(),
-            time_base=paired.time_base,
-            time_tome=paired.time_tome,
-            speedup=speedup.median,
-            speedup_ci=speedup.ci,
-            memory_base=paired.memory_base,
-            memory_tome=paired.memory_tome,
-            memory_base_samples=paired.memory_base_samples,
-            memory_tome_samples=paired.memory_tome_samples,
-            memory_method=paired.memory_method,
-            psnr=psnr,
-            ssim=ssim,
-            patched_layers=layers,
-            image_base=thumbnail(paired.output_base),
-            image_tome=thumbnail(paired.output_tome),
-            method=method,
-        )
-
-    def _undecided(self, ratio: float, method: str) -> Callable[..., bool]:
+    def undecided(self, ratio: float, method: str) -> Callable[..., bool]:
         """Whether the speedup so far is too noisy to decide against the stored baseline."""
         from pytest_tome.gate.runtime import peek_baseline
         from pytest_tome.gate.speed import speed_undecided
@@ -211,7 +98,7 @@ class Gate:
         baseline = (
             None
             if s.save_baselines
-            else peek_baseline(s.baselines, self._device_key(), self.spec.key, ratio, method)
+            else peek_baseline(s.baselines, self.device_key(), self.spec.key, ratio, method)
         )
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
 
@@ -261,7 +148,7 @@ class Gate:
                 )
             if outcome.message:
                 self.session.notes.append(outcome.message)
-            return self._record(result)
+            return self.record(result)
         with self._failing(result):
             baseline = load_entry(
                 s.baselines,
@@ -275,7 +162,7 @@ class Gate:
         decision = decide(
             result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
         )
-        result = self._record(replace(result, verdict=decision.verdict, reasons=decision.reasons))
+        result = self.record(replace(result, verdict=decision.verdict, reasons=decision.reasons))
         if decision.verdict == INCONCLUSIVE:
             self._inconclusive(result, decision.table)
         if decision.verdict == "fail":
@@ -311,7 +198,7 @@ class Gate:
         try:
             yield
         except BaselineError as exc:
-            self._record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
+            self.record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
@@ -327,10 +214,10 @@ class Gate:
             resolution=[image.height, image.width] if image else None,
             dtype=s.dtype,
             tome={**TOME_ARGS, "method": result.method},
-            **self._timing(),
+            **self.timing(),
         )
 
-    def _timing(self) -> dict[str, Any]:
+    def timing(self) -> dict[str, Any]:
         """The torch thread count and clock that timed a CPU run: they move the speedup, so
         they are part of the fingerprint (GPU timings depend on neither: wall time, synced)."""
         import torch
@@ -342,23 +229,16 @@ class Gate:
         clock = s.clock if s.clock != "auto" else "cpu" if s.threads == 1 else "wall"
         return {"threads": threads, "clock": clock}
 
-    def _device_key(self) -> str:
+    def device_key(self) -> str:
         import torch
 
         from pytest_tome.gate.baselines import device_key_of
 
         return device_key_of(torch.device(self.session.settings.device))
 
-    def _record(self, result: RatioResult) -> RatioResult:
+    def record(self, result: RatioResult) -> RatioResult:
         self.session.results.append(result)
         return result
-
-
-def thumbnail(images: np.ndarray | None) -> ImageThumb | None:
-    """The first image, downscaled PNG, for the report's grid."""
-    if images is None or len(images) == 0:
-        return None
-    return ImageThumb.from_array(images[0])
 
 
 def save_command(
@@ -378,11 +258,6 @@ def save_command(
     if folder.resolve() != (Path.cwd() / "baselines").resolve():  # not the default from here
         words.append("--tome-baselines=" + shlex.quote(os.path.relpath(folder)))
     return " ".join([*words, "--tome-save-baselines"])
-
-
-def run_label(method: str, ratio: float) -> str:
-    """`r0.5` for ToMe, `todo r0.75` for the other methods."""
-    return f"r{ratio:g}" if method == METHOD_TOME else f"{method} r{ratio:g}"
 
 
 def _json_float(value: float | None) -> float | str | None:

@@ -93,14 +93,17 @@ def speed_undecided(
     baseline: RatioResult | None,
     tol: Tolerances,
 ) -> bool:
-    """Whether more rounds are needed: against a baseline, the call would be inconclusive;
-    without one (saving), the interval reaches farther below the median than half the
-    tolerance: a baseline is read by every later run, so its median is pinned closer."""
+    """Whether more rounds are needed: the median's interval reaches farther below it than the
+    tolerance (half the tolerance when saving: every later run reads a baseline), or, against
+    a baseline, the call would be inconclusive. A verdict from a loosely pinned median could
+    be right while the speedup it reports is off by more than the tolerance."""
     from pytest_tome.gate.stats import paired_speedup
 
     if len(time_base) < 2:
         return True
+    current = paired_speedup(time_base, time_tome)
     if baseline is None or not baseline.time_tome:
-        current = paired_speedup(time_base, time_tome)
         return current.ci[0] < current.median / (1 + tol.speed / 2)
+    if current.ci[0] < current.median / (1 + tol.speed):
+        return True
     return speed_call(time_base, time_tome, baseline, tol).inconclusive
