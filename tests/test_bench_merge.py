@@ -48,7 +48,12 @@ def tomesd_match(metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int,
     merge, unmerge = bipartite_soft_matching_random2d(
         metric, w, h, sx, sy, r, no_rand=not kw["use_rand"], generator=kw["generator"]
     )
-    return SimpleNamespace(merge=merge, unmerge=unmerge, tokens_out=metric.shape[1] - r)
+    return SimpleNamespace(
+        merge=merge,
+        merge_channels_first=lambda x: merge(x.transpose(1, 2)).transpose(1, 2),
+        unmerge=unmerge,
+        tokens_out=metric.shape[1] - r,
+    )
 
 
 class HalfTokens:
