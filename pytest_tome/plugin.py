@@ -137,7 +137,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
-    from pytest_tome.gate.verdicts import tolerances_from_marker
+    from pytest_tome.gate.tolerances import tolerances_from_marker
 
     _gates_keep_their_benchmark(config, items)
     # Under xdist a worker's usage error would end as a crash report; there the fixture that

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_tome.gate.results import Headroom, RatioResult
-from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.gate.tolerances import Tolerances
 from pytest_tome.settings import TomeSettings, resolve_settings
 
 

@@ -10,7 +10,8 @@ import pytest
 from pytest_tome.gate.baselines import read_baselines
 from pytest_tome.gate.results import FAIL, INCONCLUSIVE, PASS, RatioResult
 from pytest_tome.gate.speed import speed_undecided
-from pytest_tome.gate.verdicts import Tolerances, decide
+from pytest_tome.gate.tolerances import Tolerances
+from pytest_tome.gate.verdicts import decide
 
 DATA = Path(__file__).parent / "data"
 

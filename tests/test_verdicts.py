@@ -12,16 +12,13 @@ import pytest
 
 from pytest_tome.gate.baselines import read_baselines
 from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_APPLICABLE, PASS, RatioResult
-from pytest_tome.gate.verdicts import (
-    NOT_MEASURED,
-    Row,
+from pytest_tome.gate.tolerances import (
     Tolerances,
-    decide,
-    format_table,
     parse_tolerance,
     parse_tolerances,
     tolerances_from_marker,
 )
+from pytest_tome.gate.verdicts import NOT_MEASURED, Row, decide, format_table
 
 DATA = Path(__file__).parent / "data"
 RUNS = sorted((DATA / "runs").glob("*.json"), key=lambda p: p.stem)

@@ -18,7 +18,7 @@ import pytest
 
 from pytest_tome.gate.ratio_run import TOME_ARGS, measure_ratio
 from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
-from pytest_tome.gate.verdicts import Tolerances
+from pytest_tome.gate.tolerances import Tolerances
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TOLERANCES_KEY, TomeSession  # noqa: F401  (re-exported)

@@ -29,7 +29,7 @@ EQUIVALENCE_ALPHA = 0.05
 
 if TYPE_CHECKING:
     from pytest_tome.gate.results import RatioResult
-    from pytest_tome.gate.verdicts import Tolerances
+    from pytest_tome.gate.tolerances import Tolerances
 
 
 def coverage_text(confidence: float) -> str:

@@ -1,4 +1,4 @@
-"""Tolerances, and the decision whether a measured ratio passes against its baseline.
+"""The decision whether a measured ratio passes against its baseline (tolerances: tolerances.py).
 
 Speed is judged on the speedup (time_base / time_tome, paired within a round), not on
 absolute times: absolute times drift between runs on a shared machine, the within-run ratio
@@ -10,9 +10,7 @@ does not. Speed and memory fail only when worse beyond chance (stats.significant
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from pytest_tome.gate.results import (
     FAIL,
@@ -25,6 +23,7 @@ from pytest_tome.gate.results import (
     RatioResult,
 )
 from pytest_tome.gate.speed import coverage_text, speed_call
+from pytest_tome.gate.tolerances import Tolerances
 
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
@@ -40,99 +39,6 @@ RSS_NOT_GATED = (
     "reported, not gated: a process's peak RSS growth depends on what it allocated before "
     "(the same call reads 40 or 90 MiB); gated where the allocator counts bytes (CUDA)"
 )
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """How much worse than the baseline a metric may get before the gate fails."""
-
-    speed: float = 0.10  # the merged run may get this much slower relative to the unmerged
-    memory: float = 0.10  # relative increase of the merged run's peak memory
-    psnr: float = 1.0  # dB below the baseline
-    ssim: float = 0.02  # absolute drop
-    # Significance level of the one-sided tests on speed and memory. 0.01 rather than 0.05:
-    # a gate run makes a check per model and ratio, and a false failure in any one fails it;
-    # five rounds per side still reach p = 1/252 when the samples separate completely.
-    alpha: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in _NAMES:  # accepts "10%" too, and stores the number
-            object.__setattr__(self, name, parse_tolerance(name, getattr(self, name)))
-
-    def with_values(self, values: Mapping[str, Any]) -> Tolerances:
-        """A copy with some tolerances given as strings ("10%", "1.5") or numbers."""
-        return replace(self, **{name: parse_tolerance(name, v) for name, v in values.items()})
-
-
-_NAMES = tuple(f.name for f in fields(Tolerances))
-_PERCENT_OK = ("speed", "memory", "alpha")
-
-
-def parse_tolerance(name: str, value: Any) -> float:
-    """One tolerance from a number or a string: "10%" or "0.1" (speed, memory, alpha),
-    "1.5" or "1.5dB" (psnr), "0.02" (ssim). ValueError names the value and what is valid."""
-    if name not in _NAMES:
-        raise ValueError(f"unknown tolerance {name!r}; valid: {', '.join(_NAMES)}")
-    number = _number(name, value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"tolerance {name}={value!r} must be a finite number >= 0")
-    if name == "speed" and number >= 1:
-        raise ValueError(
-            f"tolerance speed={value!r} must lie in [0, 100%): it is the share of the speedup "
-            "that may be lost (100% would allow any slowdown), e.g. 10%"
-        )
-    if name == "alpha" and not 0 < number < 1:
-        raise ValueError(f"alpha={value!r} must lie strictly between 0 and 1 (e.g. 0.05 or 5%)")
-    return number
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str):
-        message = f"tolerance {name}={value!r} must be a number or a string like '10%'"
-        raise ValueError(message)  # noqa: TRY004 (callers turn ValueError into a usage error)
-    text = value.strip()
-    scale = 1.0
-    if text.endswith("%") and name in _PERCENT_OK:
-        text, scale = text[:-1], 0.01
-    elif name == "psnr" and text.lower().endswith("db"):
-        text = text[:-2]
-    try:
-        return float(text) * scale
-    except ValueError:
-        unit = (
-            "a fraction or a percentage, e.g. 0.1 or 10%"
-            if name in _PERCENT_OK
-            else (
-                "decibels, e.g. 1.5 or 1.5dB"
-                if name == "psnr"
-                else "an absolute SSIM drop, e.g. 0.02"
-            )
-        )
-        raise ValueError(f"tolerance {name}={value!r} is not a number; expected {unit}") from None
-
-
-def parse_tolerances(spec: str, base: Tolerances | None = None) -> Tolerances:
-    """An option's value like "speed=10%,psnr=1.5", applied on top of `base`."""
-    values: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"{item!r} is not NAME=VALUE; valid names: {', '.join(_NAMES)}")
-        values[name.strip()] = value
-    return (base or Tolerances()).with_values(values)
-
-
-def tolerances_from_marker(
-    base: Tolerances, kwargs: Mapping[str, Any], args: tuple[Any, ...]
-) -> Tolerances:
-    """`@pytest.mark.tome(speed="20%", psnr=2)` applied on top of `base`; keywords only."""
-    if args:
-        raise ValueError(
-            f"tome marker takes keyword arguments only ({', '.join(_NAMES)}), got {args!r}"
-        )
-    return base.with_values(kwargs)
 
 
 @dataclass(frozen=True)
