@@ -131,7 +131,7 @@ def test_summary_has_a_sorted_row_per_ratio_and_the_headroom(results, headroom):
     assert "1.52x [1.47, 1.58]" in rows[1]
     assert "200 MiB (base 300 MiB)" in rows[1]
     assert "24.2 dB" in rows[1] and "0.812" in rows[1]
-    assert "patched layers take 31% of a UNet forward: speedup bound 1.45x (Amdahl)" in lines
+    assert "patched layers take 31% of a denoiser forward: speedup bound 1.45x (Amdahl)" in lines
     assert any("ToMe patches no layer" in line for line in lines)
 
 
@@ -180,7 +180,7 @@ def test_markdown_has_a_table_row_per_ratio(results, headroom):
     assert len(rows) == len(results)
     assert "| 0.8 | - | - | - | - | - | not mergeable |" in rows
     assert any(row.endswith("| **fail** |") for row in rows)
-    assert "_patched layers take 31% of a UNet forward: speedup bound 1.45x (Amdahl)_" in text
+    assert "_patched layers take 31% of a denoiser forward: speedup bound 1.45x (Amdahl)_" in text
     assert "2 model(s), 6 ratio result(s): 1 fail, 2 pass, 2 n/a, 1 not mergeable." in text
 
 

@@ -103,7 +103,7 @@ class Gate:
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
 
     def _headroom(self) -> None:
-        """Once per model: the share of a UNet forward spent in the layers ToMe merges."""
+        """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
         if self.spec.key in self.session.headroom:
             return
         import torch

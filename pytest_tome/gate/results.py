@@ -146,7 +146,8 @@ class ImageThumb:
 
 @dataclass(frozen=True)
 class Headroom:
-    """How much of a UNet forward the layers ToMe patches take, and what that allows."""
+    """How much of a denoiser (UNet or transformer) forward the merged layers take, and what
+    that allows."""
 
     model: str
     share: float  # fraction of one forward's time spent inside the patched layers

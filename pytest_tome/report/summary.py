@@ -108,7 +108,7 @@ def headroom_line(headroom: Headroom) -> str:
     bound = headroom.amdahl_bound
     bound_text = "unbounded" if math.isinf(bound) else f"{bound:.2f}x"
     return (
-        f"patched layers take {format_share(headroom.share)} of a UNet forward: "
+        f"patched layers take {format_share(headroom.share)} of a denoiser forward: "
         f"speedup bound {bound_text} (Amdahl)"
     )
 
