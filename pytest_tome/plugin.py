@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     if settings.report is not None and workerinput is None:
-        from pytest_tome.report.summary import ReportError, prepare_directory
+        from pytest_tome.report.files import ReportError, prepare_directory
 
         try:
             prepare_directory(settings.report)
@@ -219,19 +219,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if not state.results:
         return
-    from pytest_tome.report import summary as report
+    from pytest_tome.report import files
+    from pytest_tome.report.summary import report_markdown
 
     results, headroom = state.sorted_results(), list(state.headroom.values())
     settings = {**state.settings.describe(), "versions": _versions()}
     try:
         if state.settings.report is not None:
-            paths = report.write_report(state.settings.report, results, headroom, settings)
+            paths = files.write_report(state.settings.report, results, headroom, settings)
             state.notes.append(
                 f"report written: {', '.join(p.name for p in paths)} in {state.settings.report}"
             )
         elif os.environ.get("GITHUB_STEP_SUMMARY"):
-            report.append_step_summary(report.report_markdown(results, headroom, settings))
-    except (report.ReportError, OSError) as exc:
+            files.append_step_summary(report_markdown(results, headroom, settings))
+    except (files.ReportError, OSError) as exc:
         state.notes.append(f"ERROR: the report could not be written: {exc}")
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -60,10 +60,10 @@ def test_remove_stale_temporaries_reports_what_it_removed(tmp_path) -> None:
 
 
 def test_baselines_and_report_share_the_writer(tmp_path, monkeypatch) -> None:
-    from pytest_tome.report import summary
+    from pytest_tome.report import files
 
     assert baselines.write_atomic is atomic.write_atomic
     written = []
     monkeypatch.setattr(atomic, "write_atomic", lambda path, data: written.append(path) or path)
-    summary.write_atomic(tmp_path / "report.md", b"# report")
+    files.write_atomic(tmp_path / "report.md", b"# report")
     assert written == [tmp_path / "report.md"]

@@ -20,9 +20,9 @@ from pytest_tome.gate.results import (
     ImageThumb,
     RatioResult,
 )
-from pytest_tome.report import images, plots
+from pytest_tome.report import files, images, plots
 from pytest_tome.report import summary as report
-from pytest_tome.report.summary import ReportError
+from pytest_tome.report.files import ReportError
 
 MiB = 2**20
 
@@ -196,7 +196,7 @@ def test_markdown_links_figures_only_when_given(results, headroom):
 
 def test_write_report_writes_every_file(tmp_path, results, headroom, monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    paths = report.write_report(tmp_path / "out", results, headroom, SETTINGS)
+    paths = files.write_report(tmp_path / "out", results, headroom, SETTINGS)
     names = sorted(p.name for p in paths)
     assert names == ["images.png", "quality.png", "report.json", "report.md", "speed.png"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names  # no temp files left
@@ -207,12 +207,12 @@ def test_write_report_writes_every_file(tmp_path, results, headroom, monkeypatch
 
 
 def test_report_json_round_trips_to_records(tmp_path, results, headroom):
-    path = report.write_atomic(
-        tmp_path / "report.json", report.report_json(results, headroom, SETTINGS).encode()
+    path = files.write_atomic(
+        tmp_path / "report.json", files.report_json(results, headroom, SETTINGS).encode()
     )
     text = path.read_text(encoding="utf-8")
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON: {name}"))
-    loaded, rooms, settings = report.load_report(tmp_path / "report.json")
+    loaded, rooms, settings = files.load_report(tmp_path / "report.json")
     without_images = [
         RatioResult.from_dict({**r.to_dict(), "image_base": None, "image_tome": None})
         for r in results
@@ -225,7 +225,7 @@ def test_report_json_round_trips_to_records(tmp_path, results, headroom):
 
 def test_write_report_without_results_writes_no_figures(tmp_path):
     (tmp_path / "speed.png").write_bytes(b"an earlier run's figure")
-    paths = report.write_report(tmp_path, [], [], {})
+    paths = files.write_report(tmp_path, [], [], {})
     assert not (tmp_path / "speed.png").exists()
     assert sorted(p.name for p in paths) == ["report.json", "report.md"]
     assert "no results" in (tmp_path / "report.md").read_text(encoding="utf-8")
@@ -235,7 +235,7 @@ def test_step_summary_is_appended_when_github_sets_it(tmp_path, results, headroo
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n", encoding="utf-8")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    report.write_report(tmp_path / "out", results, headroom, SETTINGS)
+    files.write_report(tmp_path / "out", results, headroom, SETTINGS)
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("earlier step\n# pytest-tome report")
     assert "| 0.8 | - | - | - | - | - | not mergeable |" in text
@@ -244,8 +244,8 @@ def test_step_summary_is_appended_when_github_sets_it(tmp_path, results, headroo
 
 def test_step_summary_is_left_alone_when_unset(tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    assert report.append_step_summary("# x\n") is None
-    assert report.append_step_summary("# x", str(tmp_path / "s.md")) == tmp_path / "s.md"
+    assert files.append_step_summary("# x\n") is None
+    assert files.append_step_summary("# x", str(tmp_path / "s.md")) == tmp_path / "s.md"
     assert (tmp_path / "s.md").read_text(encoding="utf-8") == "# x\n"
 
 
@@ -253,9 +253,9 @@ def test_a_file_in_the_way_is_named_in_the_error(tmp_path, results, headroom):
     blocker = tmp_path / "report"
     blocker.write_text("not a folder", encoding="utf-8")
     with pytest.raises(ReportError, match=re.escape(repr(str(blocker))) + ".*not a folder"):
-        report.write_report(blocker, results, headroom, SETTINGS)
+        files.write_report(blocker, results, headroom, SETTINGS)
     with pytest.raises(ReportError, match=re.escape(repr(str(blocker / "sub")))):
-        report.write_report(blocker / "sub", results, headroom, SETTINGS)
+        files.write_report(blocker / "sub", results, headroom, SETTINGS)
 
 
 def test_a_failed_write_leaves_neither_temp_file_nor_half_file(tmp_path, monkeypatch):
@@ -267,7 +267,7 @@ def test_a_failed_write_leaves_neither_temp_file_nor_half_file(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(ReportError, match="report.json.*No space left"):
-        report.write_atomic(target, b"new")
+        files.write_atomic(target, b"new")
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     assert target.read_text(encoding="utf-8") == "old"
 
