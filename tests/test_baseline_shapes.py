@@ -12,10 +12,10 @@ from pytest_tome.gate.baselines import (
     BaselineEntry,
     CorruptBaseline,
     baseline_path,
-    fingerprint,
     read_baselines,
     save_entries,
 )
+from pytest_tome.gate.fingerprints import fingerprint
 from pytest_tome.gate.results import RatioResult
 
 FP = fingerprint(steps=3, seed=0, versions={"torch": "2.13"})

@@ -19,15 +19,14 @@ from pytest_tome.gate.baselines import (
     FingerprintMismatch,
     MissingBaseline,
     baseline_path,
-    compare_fingerprints,
     device_key,
     device_key_of,
-    fingerprint,
     load_entry,
     ratio_key,
     read_baselines,
     save_entries,
 )
+from pytest_tome.gate.fingerprints import compare_fingerprints, fingerprint
 from pytest_tome.gate.results import RatioResult
 
 SAVE = "pytest --tome-save-baselines"

@@ -14,14 +14,14 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
 from pytest_tome.atomic import write_atomic
-from pytest_tome.gate.results import RatioResult, float_to_json
+from pytest_tome.gate.fingerprints import compare_fingerprints
+from pytest_tome.gate.results import RatioResult
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,6 @@ _ENTRY_FIELDS = (
     "method",
 )  # fmt: skip
 _REQUIRED = ("ratio", "time_base", "time_tome", "fingerprint")
-VERSIONED_PACKAGES = ("torch", "diffusers", "tomesd")
 
 
 class BaselineError(Exception):
@@ -121,55 +120,6 @@ def _key_order(key: str) -> tuple[str, float]:
 
 def baseline_path(folder: Path | str, device: str, model: str) -> Path:
     return Path(folder) / slug(device) / f"{slug(model)}.json"
-
-
-def package_versions(names: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def fingerprint(**values: Any) -> dict[str, Any]:
-    """What a measurement depends on, as plain JSON values (tuples become lists, other objects
-    such as torch.dtype their str). Versions of torch, diffusers and tomesd are added unless
-    `versions` is given."""
-    values.setdefault("versions", package_versions())
-    return {key: _plain(value) for key, value in sorted(values.items())}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return float_to_json(value) if isinstance(value, float) else value
-    return str(value)
-
-
-def compare_fingerprints(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """One line per key whose value differs, dotted for nested keys, sorted."""
-    old, new = _flatten(_plain(baseline)), _flatten(_plain(current))
-    missing = "(absent)"
-    return [
-        f"{key}: baseline {old.get(key, missing)!r}, now {new.get(key, missing)!r}"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key, missing) != new.get(key, missing)
-    ]
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def read_baselines(path: Path | str) -> dict[str, BaselineEntry]:

@@ -202,7 +202,7 @@ class Gate:
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
-        from pytest_tome.gate.baselines import fingerprint
+        from pytest_tome.gate.fingerprints import fingerprint
 
         s = self.session.settings
         image = result.image_base

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_tome.gate.baselines import BaselineEntry, fingerprint, save_entries
+from pytest_tome.gate.baselines import BaselineEntry, save_entries
+from pytest_tome.gate.fingerprints import fingerprint
 from pytest_tome.gate.results import RatioResult
 from pytest_tome.gate.stats import paired_speedup
 
