@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 
 from pytest_tome.gate.results import Headroom, RatioResult
-from pytest_tome.report import plots
+from pytest_tome.report import bound_labels, plots
 
 
 def _labels(ax) -> list:
@@ -34,7 +34,7 @@ def test_close_bounds_get_labels_apart() -> None:
     bounds = [(1.40, "C0"), (1.41, "C1"), (1.42, "C2"), (1.90, "C3"), (1.99, "C4")]
     for bound, color in bounds:
         ax.axhline(bound, color=color)
-    plots._label_bounds(ax, bounds)
+    bound_labels.label_bounds(ax, bounds)
     fig.canvas.draw()
     boxes = _labels(ax)
     assert len(boxes) == 5
@@ -75,9 +75,9 @@ def test_an_in_scale_label_at_the_top_stays_below_the_off_scale_ones(reserved: i
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.set_ylim(0.9, 3.0)
-    plots._draw_bound(ax, 4.40, "C0", top=3.0, slot=0)  # off scale: named at the top
+    bound_labels.draw_bound(ax, 4.40, "C0", top=3.0, slot=0)  # off scale: named at the top
     ax.axhline(2.93, color="C1")
-    plots._label_bounds(ax, [(2.93, "C1")], reserved)
+    bound_labels.label_bounds(ax, [(2.93, "C1")], reserved)
     fig.canvas.draw()
     boxes = _labels(ax)
     assert len(boxes) == 2

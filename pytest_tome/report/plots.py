@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pytest_tome.gate.results import NOT_MERGEABLE, Headroom, RatioResult
+from pytest_tome.report.bound_labels import draw_bound, label_bounds
 
 # Okabe & Ito's colour-blind-safe palette, and a marker each, so lines differ in grey too.
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -177,59 +178,6 @@ def _draw_speedup(ax: Axes, model: str, rows: Sequence[RatioResult], style: dict
     )
 
 
-def _draw_bound(ax: Axes, bound: float, color: str, *, top: float, slot: int) -> None:
-    """The Amdahl bound: a dotted line in the model's colour, labelled at the right; a bound
-    far above every measured speedup is named at the top instead of squashing the data."""
-    if bound > top:
-        ax.annotate(
-            f"Amdahl bound {bound:.2f}x (off scale)",
-            xy=(1.0, 1.0),
-            xycoords="axes fraction",
-            xytext=(-4, -4 - 11 * slot),
-            textcoords="offset points",
-            ha="right",
-            va="top",
-            fontsize=8,
-            color=color,
-        )
-        return
-    ax.axhline(bound, color=color, ls=":", lw=1.6)
-
-
-LABEL_GAP_PT = 11.0  # one 8 pt line of text and a little air
-
-
-def _label_bounds(ax: Axes, bounds: Sequence[tuple[float, str]], reserved: int = 0) -> None:
-    """Name each in-scale Amdahl line at the right, just above it; labels of close bounds are
-    pushed apart (at least LABEL_GAP_PT) so they never overlap, and stay below the `reserved`
-    lines that off-scale bounds take at the top. Call once the y-limits are final.
-    """
-    low, high = ax.get_ylim()
-    height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
-    ceiling = height_pt - reserved * LABEL_GAP_PT - 4  # off-scale labels stand above this
-    placed: list[float] = []  # label baselines, in points above the axes' bottom
-    for bound, _ in sorted(bounds):
-        at = (bound - low) / (high - low) * height_pt + 3
-        placed.append(max(at, placed[-1] + LABEL_GAP_PT) if placed else at)
-    overflow = placed[-1] + LABEL_GAP_PT - ceiling if placed else 0.0
-    if overflow > 0:  # shift the stack down, keeping the gaps
-        placed = [y - overflow for y in placed]
-    for (bound, color), y in zip(sorted(bounds), placed):
-        line = (bound - low) / (high - low) * height_pt
-        ax.annotate(
-            f"Amdahl bound {bound:.2f}x",
-            xy=(1.0, bound),
-            xycoords=("axes fraction", "data"),
-            xytext=(-4, y - line),
-            textcoords="offset points",
-            ha="right",
-            va="bottom",
-            fontsize=8,
-            color=color,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6},
-        )
-
-
 def plot_speed(
     results: Sequence[RatioResult], headroom: Sequence[Headroom], sub: str = ""
 ) -> bytes | None:
@@ -264,7 +212,7 @@ def plot_speed(
                 times += _draw_time(ax_time, model, rows, style)
                 _draw_speedup(ax_speed, model, rows, style)
                 if model in bounds:
-                    _draw_bound(ax_speed, bounds[model], style["color"], top=top, slot=off_scale)
+                    draw_bound(ax_speed, bounds[model], style["color"], top=top, slot=off_scale)
                     off_scale += bounds[model] > top
                     if bounds[model] <= top:
                         in_scale.append((bounds[model], style["color"]))
@@ -290,7 +238,7 @@ def plot_speed(
         ]
         notes += _not_mergeable_note(_groups(results))
         _finish(fig, "Token merging: speed", sub, notes, ax_speed)
-        _label_bounds(ax_speed, in_scale, off_scale)  # needs the final axes size and limits
+        label_bounds(ax_speed, in_scale, off_scale)  # needs the final axes size and limits
         return _png(fig)
 
 
