@@ -44,7 +44,10 @@ THREADS = 1  # timing at one thread: others' load moves it least
 
 
 def tomesd_match(metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int, **kw: Any) -> Any:
-    """tomesd's matching behind our processor's matcher interface."""
+    """tomesd's matching behind our processor's matcher interface (rows only: a channels-first
+    metric is copied into rows first, as tomesd would need)."""
+    if kw.get("channels_first"):
+        metric = metric.transpose(1, 2).contiguous()
     merge, unmerge = bipartite_soft_matching_random2d(
         metric, w, h, sx, sy, r, no_rand=not kw["use_rand"], generator=kw["generator"]
     )
@@ -91,7 +94,7 @@ class FreeMerge:
     The floor any ToMe on these layers can reach, where the ideal runs everything at N/2."""
 
     def __init__(self, metric: torch.Tensor, h: int, w: int, sx: int, sy: int, r: int, **_: Any):
-        self.tokens_in = metric.shape[1]
+        self.tokens_in = h * w
         self.tokens_out = self.tokens_in - r
 
     def merge(self, x: torch.Tensor) -> torch.Tensor:

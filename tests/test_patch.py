@@ -189,14 +189,10 @@ def _upsampled(batch: int, channels: int, size: int, seed: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(small, scale_factor=2, mode="nearest")
 
 
-@pytest.mark.parametrize("original", [AttnProcessor2_0, AttnProcessor])
-@pytest.mark.parametrize("use_rand", [False, True])
-@pytest.mark.parametrize("spatial_norm", [False, True])
-def test_lossless_merge_matches_diffusers_attention(
-    original, use_rand: bool, spatial_norm: bool
-) -> None:
+def _unet2d_attention(original: type, *, spatial_norm: bool = False) -> Attention:
+    """A UNet2D-style self-attention (group norm, residual, rescale) with seeded weights."""
     torch.manual_seed(0)
-    attn = Attention(
+    return Attention(
         query_dim=32,
         heads=4,
         dim_head=8,
@@ -209,7 +205,21 @@ def test_lossless_merge_matches_diffusers_attention(
         _from_deprecated_attn_block=True,
         processor=original(),
     ).eval()
-    x = _upsampled(2, 32, 16, seed=1)
+
+
+# The processor merges a channels-first map where it lies and a channels-last one as rows.
+LAYOUTS = {"channels-first": torch.contiguous_format, "channels-last": torch.channels_last}
+
+
+@pytest.mark.parametrize("original", [AttnProcessor2_0, AttnProcessor])
+@pytest.mark.parametrize("use_rand", [False, True])
+@pytest.mark.parametrize("spatial_norm", [False, True])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_lossless_merge_matches_diffusers_attention(
+    original, use_rand: bool, spatial_norm: bool, layout: str
+) -> None:
+    attn = _unet2d_attention(original, spatial_norm=spatial_norm)
+    x = _upsampled(2, 32, 16, seed=1).contiguous(memory_format=LAYOUTS[layout])
     temb = torch.randn(2, 4, 8, 8) if spatial_norm else None  # nearest-upsampled to 16x16 inside
     with torch.no_grad():
         expected = attn(x, temb=temb) if spatial_norm else attn(x)
@@ -218,6 +228,24 @@ def test_lossless_merge_matches_diffusers_attention(
         got = attn(x, temb=temb) if spatial_norm else attn(x)
     assert not torch.equal(got, x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_rand", [False, True])
+def test_both_layouts_merge_the_same_tokens(use_rand: bool) -> None:
+    """Lossy merging of random tokens: the channels-last (rows) and channels-first paths
+    pick the same merges, so their outputs differ only by float rounding."""
+    attn = _unet2d_attention(AttnProcessor2_0)
+    original = attn.get_processor()
+    x = torch.randn(2, 32, 16, 16, generator=torch.Generator().manual_seed(1))
+    got = {}
+    with torch.no_grad():
+        unmerged = attn(x)
+        for name, fmt in LAYOUTS.items():  # a fresh processor each: the same destinations
+            settings = TomeArgs(0.5, seed=0, use_rand=use_rand)
+            attn.set_processor(TomeAttnProcessor(original, settings))
+            got[name] = attn(x.contiguous(memory_format=fmt))
+    assert (got["channels-first"] - unmerged).abs().max() > 1e-3  # merging lost something
+    torch.testing.assert_close(got["channels-last"], got["channels-first"], rtol=1e-5, atol=1e-5)
 
 
 # --- Stable Diffusion goes through tomesd ------------------------------------------------

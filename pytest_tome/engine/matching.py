@@ -59,35 +59,25 @@ class TokenMerge:
     def merge_channels_first(self, x: torch.Tensor) -> torch.Tensor:
         """`merge` for channels-first (B, C, N) `x`, giving (B, C, N - r).
 
-        A UNet's group-normed feature map is channels-first; gathering along its last
-        dimension costs a quarter of the transposed copy that `merge` would need first.
+        A UNet's group-normed feature map is channels-first. Here every token is summed into
+        its merged row in one pass along N (no transposed copy, no gathered temporaries), so
+        a destination's sum is taken in token order, not `merge`'s: equal to float rounding.
         """
         if self.keep is None:
             return x
-        channels = x.shape[1]
-        keep, add_from, add_to = (
-            index.unsqueeze(1).expand(-1, channels, -1) for index in self._per_item
-        )
-        out = x.gather(2, keep)
-        out.scatter_add_(2, add_to, x.gather(2, add_from))
+        batch, channels = x.shape[:2]
+        out = x.new_zeros(batch, channels, self.tokens_out)
+        out.scatter_add_(2, self._inverse_per_item.unsqueeze(1).expand(-1, channels, -1), x)
         destinations = out[:, :, self.tokens_out - self.counts.shape[1] :]
         destinations.div_(self.counts.transpose(1, 2).to(out.dtype))
         return out
 
     @cached_property
-    def _per_item(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """keep, add_from and add_to as (B, k) indices within each batch item, made once per
-        matching: a shared matching merges several layers."""
-
-        def local(flat: torch.Tensor, per_item: int) -> torch.Tensor:
-            offsets = torch.arange(self.batch, device=flat.device).view(-1, 1) * per_item
-            return flat.view(self.batch, -1) - offsets
-
-        return (
-            local(self.keep, self.tokens_in),
-            local(self.add_from, self.tokens_in),
-            local(self.add_to, self.tokens_out),
-        )
+    def _inverse_per_item(self) -> torch.Tensor:
+        """`inverse` as (B, N) rows within each batch item, made once per matching: a shared
+        matching merges several layers."""
+        offsets = torch.arange(self.batch, device=self.inverse.device).view(-1, 1)
+        return self.inverse.view(self.batch, -1) - offsets * self.tokens_out
 
     def unmerge(self, x: torch.Tensor) -> torch.Tensor:
         """Give every token the value of the row it went into: (B, N - r, C) -> (B, N, C)."""
@@ -141,6 +131,7 @@ def bipartite_soft_matching_2d(
     *,
     use_rand: bool = True,
     generator: torch.Generator | None = None,
+    channels_first: bool = False,
 ) -> TokenMerge:
     """Match the (B, h*w, C) tokens of `metric` and return how to merge r of them away.
 
@@ -148,8 +139,13 @@ def bipartite_soft_matching_2d(
     no_rand=not use_rand, generator=generator)` (note tomesd takes w before h). r is capped
     at the number of sources; r <= 0, or a grid with no whole sy x sx cell, merges nothing.
     With `use_rand` and no generator the destinations come from the global RNG.
+
+    `channels_first`: `metric` is (B, C, h*w), as a UNet's feature map lies. The similarities
+    are then computed where the tokens lie, without copying them into rows; they equal
+    tomesd's up to float rounding, so near-ties may break the other way.
     """
-    batch, tokens, _ = metric.shape
+    batch = metric.shape[0]
+    tokens = metric.shape[2] if channels_first else metric.shape[1]
     if tokens != h * w:
         raise ValueError(f"metric has {tokens} tokens, but the grid h={h} x w={w} has {h * w}")
     if sx < 1 or sy < 1:
@@ -157,34 +153,70 @@ def bipartite_soft_matching_2d(
     if r <= 0 or h < sy or w < sx:
         return TokenMerge(batch, tokens, tokens)
 
-    device = metric.device
     with torch.no_grad():
-        src, dst = partition(h, w, sx, sy, use_rand=use_rand, generator=generator, device=device)
-        # The same arithmetic as tomesd, so scores and hence ties come out bit for bit equal.
-        metric = metric / metric.norm(dim=-1, keepdim=True)
-        scores = metric.index_select(1, src) @ metric.index_select(1, dst).transpose(-1, -2)
-        r = min(r, src.numel())
-        node_max, node_idx = scores.max(dim=-1)
-        order = node_max.argsort(dim=-1, descending=True)  # sources, best match first
+        src, dst = partition(
+            h, w, sx, sy, use_rand=use_rand, generator=generator, device=metric.device
+        )
+        best = _best_channels_first if channels_first else _best_rows
+        node_max, node_idx = best(metric, src, dst)
+        return _token_merge(batch, tokens, src, dst, node_max, node_idx, min(r, src.numel()))
 
-        n_dst = dst.numel()
-        n_unm = src.numel() - r
-        tokens_out = n_unm + n_dst
-        unm_tokens = src[order[:, r:]]  # (B, n_unm) grid indices of sources kept as they are
-        merged_tokens = src[order[:, :r]]  # (B, r) grid indices of sources merged away
-        merged_into = node_idx.gather(1, order[:, :r])  # (B, r) their destination, 0..n_dst
 
-        base_in = torch.arange(batch, device=device).view(-1, 1) * tokens
-        base_out = torch.arange(batch, device=device).view(-1, 1) * tokens_out
-        keep = torch.cat([unm_tokens, dst.expand(batch, n_dst)], dim=1) + base_in
-        add_to = merged_into + n_unm + base_out
-        counts = torch.ones(batch, n_dst, dtype=torch.int64, device=device)
-        counts.scatter_add_(1, merged_into, torch.ones_like(merged_into))
+def _best_rows(
+    metric: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each source's best cosine similarity to a destination, and which: tomesd's arithmetic,
+    so scores and hence ties come out bit for bit equal."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    scores = metric.index_select(1, src) @ metric.index_select(1, dst).transpose(-1, -2)
+    return scores.max(dim=-1)
 
-        inverse = torch.empty(batch, tokens, dtype=torch.int64, device=device)
-        inverse.scatter_(1, unm_tokens, torch.arange(n_unm, device=device).expand(batch, n_unm))
-        inverse[:, dst] = torch.arange(n_unm, tokens_out, device=device)
-        inverse.scatter_(1, merged_tokens, merged_into + n_unm)
+
+def _best_channels_first(
+    x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_best_rows` for (B, C, N) `x`, reading it in place: every token is compared with the
+    normalised destinations in one matmul (cheaper than gathering the sources' columns), and
+    a row's own norm, constant along it, divides only its maximum."""
+    norms = x.square().sum(dim=1).sqrt()  # (B, N); a third of vector_norm's time across C
+    batch, channels = x.shape[:2]
+    destinations = x.gather(2, dst.view(1, 1, -1).expand(batch, channels, -1))
+    destinations = destinations / norms.index_select(1, dst).unsqueeze(1)
+    node_max, node_idx = torch.bmm(x.transpose(1, 2), destinations).max(dim=-1)
+    node_max = node_max / norms
+    return node_max.index_select(1, src), node_idx.index_select(1, src)
+
+
+def _token_merge(
+    batch: int,
+    tokens: int,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    node_max: torch.Tensor,
+    node_idx: torch.Tensor,
+    r: int,
+) -> TokenMerge:
+    """The TokenMerge that merges the r sources with the best matches into their destinations."""
+    device = src.device
+    order = node_max.argsort(dim=-1, descending=True)  # sources, best match first
+    n_dst = dst.numel()
+    n_unm = src.numel() - r
+    tokens_out = n_unm + n_dst
+    unm_tokens = src[order[:, r:]]  # (B, n_unm) grid indices of sources kept as they are
+    merged_tokens = src[order[:, :r]]  # (B, r) grid indices of sources merged away
+    merged_into = node_idx.gather(1, order[:, :r])  # (B, r) their destination, 0..n_dst
+
+    base_in = torch.arange(batch, device=device).view(-1, 1) * tokens
+    base_out = torch.arange(batch, device=device).view(-1, 1) * tokens_out
+    keep = torch.cat([unm_tokens, dst.expand(batch, n_dst)], dim=1) + base_in
+    add_to = merged_into + n_unm + base_out
+    counts = torch.ones(batch, n_dst, dtype=torch.int64, device=device)
+    counts.scatter_add_(1, merged_into, torch.ones_like(merged_into))
+
+    inverse = torch.empty(batch, tokens, dtype=torch.int64, device=device)
+    inverse.scatter_(1, unm_tokens, torch.arange(n_unm, device=device).expand(batch, n_unm))
+    inverse[:, dst] = torch.arange(n_unm, tokens_out, device=device)
+    inverse.scatter_(1, merged_tokens, merged_into + n_unm)
 
     return TokenMerge(
         batch=batch,

@@ -62,8 +62,11 @@ class Reducer:
         """The matching already made at h x w in this forward, if matchings are shared."""
         return self._plans.get((h, w, batch, device)) if self.args.share_matching else None
 
-    def plan(self, metric: torch.Tensor, h: int, w: int) -> TokenMerge:
-        """The ToMe matching for (B, h*w, C) `metric`: its own, or the one shared at h x w."""
+    def plan(
+        self, metric: torch.Tensor, h: int, w: int, *, channels_first: bool = False
+    ) -> TokenMerge:
+        """The ToMe matching for (B, h*w, C) `metric` (or (B, C, h*w) if `channels_first`):
+        its own, or the one shared at h x w."""
         s = self.args
         batch = metric.shape[0]
         key = (h, w, batch, metric.device)
@@ -73,7 +76,15 @@ class Reducer:
         use_rand = s.use_rand and batch % 2 == 0
         generator = self.rng.get(metric.device) if use_rand else None
         plan = self.match(
-            metric, h, w, s.sx, s.sy, self.removed(h, w), use_rand=use_rand, generator=generator
+            metric,
+            h,
+            w,
+            s.sx,
+            s.sy,
+            self.removed(h, w),
+            use_rand=use_rand,
+            generator=generator,
+            channels_first=channels_first,
         )
         if s.share_matching:
             self._plans[key] = plan

@@ -96,10 +96,9 @@ class TomeAttnProcessor:
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
         batch, channel = hidden_states.shape[:2]
-        channels_first = hidden_states.reshape(batch, channel, tokens)
-        if attn.group_norm is not None:
-            channels_first = attn.group_norm(channels_first)
-        x = channels_first.transpose(1, 2)  # (B, N, C) as a view, as diffusers feeds to_q
+        # Normed as a 4-D map, so a channels-last input stays channels-last (no copy).
+        normed = attn.group_norm(hidden_states) if attn.group_norm is not None else hidden_states
+        x = normed.permute(0, 2, 3, 1).reshape(batch, tokens, channel)  # a view in both layouts
 
         if self.reducer.todo:
             context = self.reducer.keys_values(x, height, width)
@@ -107,14 +106,20 @@ class TomeAttnProcessor:
             self._record(tokens, context.shape[1])
         else:
             merging = self.reducer.shared(height, width, batch, x.device)
-            if merging is None:  # the matching reads whole token rows: copy them out once
-                merging = self.reducer.plan(x.contiguous(), height, width)
-            merged = merging.merge_channels_first(channels_first).transpose(1, 2)
+            if x.is_contiguous():  # channels-last input: the tokens are rows already
+                if merging is None:
+                    merging = self.reducer.plan(x, height, width)
+                merged = merging.merge(x)
+            else:  # channels-first: match and merge along N where the tokens lie
+                channels_first = normed.reshape(batch, channel, tokens)
+                if merging is None:
+                    merging = self.reducer.plan(channels_first, height, width, channels_first=True)
+                merged = merging.merge_channels_first(channels_first).transpose(1, 2)
             out = merging.unmerge(self._attend(attn, merged))
             self._record(tokens, merging.tokens_out)
 
-        # A strided (B, C, H, W) view; adding the residual to it writes the layout out once.
-        out = out.transpose(-1, -2).reshape(batch, channel, height, width)
+        # A (B, C, H, W) view of the rows; adding the residual to it writes the layout out once.
+        out = out.view(batch, height, width, channel).permute(0, 3, 1, 2)
         out = residual + out if attn.residual_connection else out.contiguous()
         if attn.rescale_output_factor != 1:  # x / 1.0 is x: skip a pass over the output
             out = out / attn.rescale_output_factor
