@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 
 def seconds(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
@@ -51,3 +53,44 @@ def paired(
         q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
         found[name] = (q2, q1, q3)
     return found
+
+
+class BlockClock:
+    """Seconds spent inside some modules (forward hooks), summed per variant: the part of a
+    forward where variants differ, measured in the same forwards as the whole."""
+
+    def __init__(self, modules: list[torch.nn.Module]) -> None:
+        self.variant: str | None = None
+        self.spent: dict[str, list[float]] = {}
+        self._start = 0.0
+        self._hooks = [h for m in modules for h in self._watch(m)]
+
+    def _watch(self, module: torch.nn.Module) -> list[Any]:
+        def enter(*_: Any) -> None:
+            self._start = time.perf_counter()
+
+        def leave(*_: Any) -> None:
+            if self.variant is not None:
+                self.spent[self.variant][-1] += time.perf_counter() - self._start
+
+        return [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+
+    def timing(self, variant: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        """`fn`, with the time inside the modules added up for `variant`, call by call."""
+
+        def run() -> None:
+            self.variant = variant
+            self.spent.setdefault(variant, []).append(0.0)
+            try:
+                fn()
+            finally:
+                self.variant = None
+
+        return run
+
+    def median(self, variant: str, skip: int) -> float:
+        return statistics.median(self.spent[variant][skip:])
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()

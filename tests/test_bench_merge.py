@@ -19,15 +19,13 @@ prints the tables (the README's performance section shows them).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
-from interleaved import interleave, medians, paired
+from interleaved import BlockClock, interleave, medians, paired
 from tomesd.merge import bipartite_soft_matching_random2d
 
 from pytest_tome.engine import TomeArgs, apply_tome, remove_tome
@@ -110,47 +108,6 @@ class FreeMerge:
 
     def unmerge(self, x: torch.Tensor) -> torch.Tensor:
         return x.repeat(1, -(-self.tokens_in // self.tokens_out), 1)[:, : self.tokens_in]
-
-
-class BlockClock:
-    """Seconds spent inside some modules (forward hooks), summed per variant: the part of a
-    forward where variants differ, measured in the same forwards as the whole."""
-
-    def __init__(self, modules: list[torch.nn.Module]) -> None:
-        self.variant: str | None = None
-        self.spent: dict[str, list[float]] = {}
-        self._start = 0.0
-        self._hooks = [h for m in modules for h in self._watch(m)]
-
-    def _watch(self, module: torch.nn.Module) -> list[Any]:
-        def enter(*_: Any) -> None:
-            self._start = time.perf_counter()
-
-        def leave(*_: Any) -> None:
-            if self.variant is not None:
-                self.spent[self.variant][-1] += time.perf_counter() - self._start
-
-        return [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
-
-    def timing(self, variant: str, fn: Callable[[], Any]) -> Callable[[], None]:
-        """`fn`, with the time inside the modules added up for `variant`, call by call."""
-
-        def run() -> None:
-            self.variant = variant
-            self.spent.setdefault(variant, []).append(0.0)
-            try:
-                fn()
-            finally:
-                self.variant = None
-
-        return run
-
-    def median(self, variant: str, skip: int) -> float:
-        return statistics.median(self.spent[variant][skip:])
-
-    def remove(self) -> None:
-        for hook in self._hooks:
-            hook.remove()
 
 
 def table(title: str, times: dict[str, list[float]], against: str, extra: dict[str, str]) -> str:
