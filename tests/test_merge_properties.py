@@ -100,7 +100,9 @@ def test_channels_first_merge_is_the_row_merge(case: dict) -> None:
 @settings(deadline=None)
 def test_channels_first_matching_is_the_row_matching(case: dict) -> None:
     """Similarities computed in place from (B, C, N) pick the same merges as from rows (in
-    float64, where rounding cannot swap two different scores)."""
+    float64, where rounding cannot swap two different scores). One channel is left out: every
+    cosine is then +-1, all ties, and the two roundings break them differently."""
+    case = {**case, "channels": max(case["channels"], 2)}
     x = tokens(case)
     rows, channels_first = match(x, case), match(x, case, channels_first=True)
     assert rows.tokens_out == channels_first.tokens_out
