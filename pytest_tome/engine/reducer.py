@@ -58,10 +58,6 @@ class Reducer:
             return 0
         return int(h * w * self.args.ratio)
 
-    def shared(self, h: int, w: int, batch: int, device: torch.device) -> TokenMerge | None:
-        """The matching already made at h x w in this forward, if matchings are shared."""
-        return self._plans.get((h, w, batch, device)) if self.args.share_matching else None
-
     def plan(
         self, metric: torch.Tensor, h: int, w: int, *, channels_first: bool = False
     ) -> TokenMerge:

@@ -105,15 +105,12 @@ class TomeAttnProcessor:
             out = self._attend(attn, x, context)
             self._record(tokens, context.shape[1])
         else:
-            merging = self.reducer.shared(height, width, batch, x.device)
             if x.is_contiguous():  # channels-last input: the tokens are rows already
-                if merging is None:
-                    merging = self.reducer.plan(x, height, width)
+                merging = self.reducer.plan(x, height, width)
                 merged = merging.merge(x)
             else:  # channels-first: match and merge along N where the tokens lie
                 channels_first = normed.reshape(batch, channel, tokens)
-                if merging is None:
-                    merging = self.reducer.plan(channels_first, height, width, channels_first=True)
+                merging = self.reducer.plan(channels_first, height, width, channels_first=True)
                 merged = merging.merge_channels_first(channels_first).transpose(1, 2)
             out = merging.unmerge(self._attend(attn, merged))
             self._record(tokens, merging.tokens_out)
