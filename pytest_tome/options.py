@@ -279,6 +279,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("tol-psnr", "allowed PSNR drop in dB", "1.0", _tolerance("psnr"), "DB"),
     Option("tol-ssim", "allowed SSIM drop (absolute)", "0.02", _tolerance("ssim"), "TOL"),
+    # Where CI looks (pytest_tome/report/hooks.py): the trend across commits, git bisect run.
+    Option(
+        "history",
+        "append a JSON line per gate run to FILE (--tome-report: trend.png)",
+        None,
+        str,
+        "FILE",
+    ),
+    Option("bisect", "exit for git bisect run: 1 failed verdict, 125 cannot tell, 0 good", None),
 )
 
 

@@ -44,9 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     workerinput = getattr(config, "workerinput", None)
     worker = int(workerinput["workerid"].lstrip("gw")) if workerinput else None
+    values = option_values(config)
     try:
         settings = build_settings(
-            option_values(config),
+            values,
             rootdir=Path(config.rootpath),
             invocation_dir=Path(config.invocation_params.dir),
             presets=PRESETS,
@@ -63,6 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # N xdist workers on one CPU: each gets its share of the cores, set once torch is loaded.
     threads = _cpu_share(int(workerinput.get("workercount", 1))) if workerinput else None
     config.stash[SESSION_KEY] = TomeSession(settings, worker_index=worker, cpu_threads=threads)
+    from pytest_tome.report.hooks import register
+
+    register(config, values)  # JUnit properties, pytest-html, --tome-history, --tome-bisect
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "tome-xdist")
 

@@ -64,6 +64,17 @@ class BaselineFolderError(BaselineError):
     """The baselines folder cannot be created or written."""
 
 
+def problem_of(error: BaselineError) -> str:
+    """What kept a baseline from use, in a word or two (RatioResult.checks' "baseline")."""
+    kinds = {
+        MissingBaseline: "missing",
+        FingerprintMismatch: "fingerprint mismatch",
+        CorruptBaseline: "corrupt",
+        BaselineFolderError: "unwritable",
+    }
+    return next((kind for cls, kind in kinds.items() if isinstance(error, cls)), "unusable")
+
+
 @dataclass(frozen=True)
 class BaselineEntry:
     """One ratio's stored measurements and what they were measured with."""

@@ -141,7 +141,9 @@ class Gate:
             decision = decide(
                 result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
             )
-            result = replace(result, verdict=decision.verdict, reasons=decision.reasons)
+            result = replace(
+                result, verdict=decision.verdict, reasons=decision.reasons, checks=decision.checks
+            )
             with self._failing(result):
                 outcome = save_entries(
                     s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
@@ -162,7 +164,11 @@ class Gate:
         decision = decide(
             result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
         )
-        result = self.record(replace(result, verdict=decision.verdict, reasons=decision.reasons))
+        result = self.record(
+            replace(
+                result, verdict=decision.verdict, reasons=decision.reasons, checks=decision.checks
+            )
+        )
         if decision.verdict == INCONCLUSIVE:
             self._inconclusive(result, decision.table)
         if decision.verdict == "fail":
@@ -193,12 +199,14 @@ class Gate:
     def _failing(self, result: RatioResult) -> Iterator[None]:
         """A baseline problem fails the test with its message and is recorded for the report."""
         __tracebackhide__ = True
-        from pytest_tome.gate.baselines import BaselineError
+        from pytest_tome.gate.baselines import BaselineError, problem_of
 
         try:
             yield
         except BaselineError as exc:
-            self.record(replace(result, verdict="fail", reasons=(str(exc).splitlines()[0],)))
+            why = (str(exc).splitlines()[0],)
+            checks = (*result.checks, ("baseline", problem_of(exc)))
+            self.record(replace(result, verdict="fail", reasons=why, checks=checks))
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:

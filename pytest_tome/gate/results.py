@@ -55,6 +55,9 @@ class RatioResult:
     image_base: ImageThumb | None = None  # first image, unmerged, for the report grid
     image_tome: ImageThumb | None = None
     method: str = "tome"  # "tome" (token merging) or "todo" (key/value downsampling)
+    # (check, status) per verdict row, e.g. ("speedup", "pass"), ("PSNR", "n/a"); a baseline
+    # that could not be used is ("baseline", "missing" | "fingerprint mismatch" | "corrupt").
+    checks: tuple[tuple[str, str], ...] = ()
 
     @property
     def time_per_image(self) -> float | None:
@@ -82,6 +85,7 @@ class RatioResult:
             "reasons",
         ):
             kwargs[key] = tuple(kwargs.get(key, ()))
+        kwargs["checks"] = tuple(tuple(pair) for pair in kwargs.get("checks", ()))
         if kwargs.get("speedup_ci") is not None:
             kwargs["speedup_ci"] = tuple(kwargs["speedup_ci"])
         for key in ("psnr", "ssim"):

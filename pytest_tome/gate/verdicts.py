@@ -63,6 +63,11 @@ class Decision:
     def table(self) -> str:
         return format_table(self.rows)
 
+    @property
+    def checks(self) -> tuple[tuple[str, str], ...]:
+        """(metric, status) per row, for RatioResult.checks."""
+        return tuple((row.metric, row.status) for row in self.rows)
+
 
 def format_table(rows: tuple[Row, ...] | list[Row]) -> str:
     """The rows as a compact plain-text table with a header, columns aligned."""
