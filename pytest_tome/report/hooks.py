@@ -22,7 +22,8 @@ RESULTS_KEY = pytest.StashKey[list[RatioResult]]()
 
 
 def register(config: pytest.Config, values: dict[str, Any]) -> None:
-    """Register the hooks; pytest-html's only when pytest-html is loaded."""
+    """Register the hooks; pytest-html's only when pytest-html is loaded and writes a report
+    (`--html`): without it nothing here imports or changes anything of pytest-html's."""
     here = Path(config.invocation_params.dir)
     history = values.get("tome_history")
     history_path = here / history if history else None
@@ -33,7 +34,7 @@ def register(config: pytest.Config, values: dict[str, Any]) -> None:
         )
     hooks = ReportHooks(config, history_path, bool(values.get("tome_bisect")))
     config.pluginmanager.register(hooks, "tome-report")
-    if config.pluginmanager.hasplugin("html"):
+    if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         from pytest_tome.report.html import HtmlHooks
 
         config.pluginmanager.register(HtmlHooks(config, RESULTS_KEY), "tome-html")
