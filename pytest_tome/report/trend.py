@@ -147,7 +147,7 @@ def plot_trend(
             note += "; dotted: fingerprint changed"
         fig.text(0.01, 0.985 - 0.35 / fig.get_figheight(), f"{subtitle}\n{note}".strip(),
                  fontsize=8, color=NOTE_COLOR, ha="left", va="top")  # fmt: skip
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.62 / fig.get_figheight()))
         return _png(fig)
 
 
