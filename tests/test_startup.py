@@ -84,3 +84,17 @@ def test_a_missing_device_fails_the_first_fixture_use_cleanly(pytester: pytest.P
     result.stdout.fnmatch_lines(["*usage error: --tome-device=mps: MPS is not available here*"])
     for noise in ("Traceback", "settings.py", "During handling"):
         assert noise not in result.stdout.str()
+
+
+def test_pytest_html_is_left_alone_until_a_report_is_asked_for(pytester: pytest.Pytester) -> None:
+    """Without pytest-html (or without --html) the plugin imports none of its HTML code."""
+    import importlib.util
+
+    pytester.makepyfile(PLAIN_TEST)
+    pytester.makeconftest(PROBE.format(heavy=("pytest_html", "pytest_tome.report.html")))
+    installed = ["pytest_html"] if importlib.util.find_spec("pytest_html") else []
+    absent = ("-p", "no:html", "-p", "no:html_fixtures")  # both of pytest-html's entry points
+    for args, expected in ((absent, []), ((), installed)):
+        result = pytester.runpytest_subprocess("-p", "no:randomly", *args)
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        assert json.loads((pytester.path / "imported.json").read_text()) == expected, args
