@@ -71,7 +71,7 @@ class ReportHooks:
         if self.bisect:
             from pytest_tome.report.bisect import bisect_status
 
-            code, why = bisect_status(state.results, int(session.exitstatus))
+            code, why = bisect_status(state.sorted_results(), int(session.exitstatus))
             state.notes.append(f"--tome-bisect: exit {code}, {why}")
             session.exitstatus = code
 
