@@ -15,4 +15,5 @@ def _heavy_stack_imported() -> None:
 
     import pytest_tome.engine
     import pytest_tome.gate.check
+    import pytest_tome.report.plots  # matplotlib, which report.trend imports only to draw
     import pytest_tome.report.summary  # noqa: F401

@@ -72,7 +72,11 @@ def _history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_properties_history_and_trend_in_one_process(pytester: pytest.Pytester) -> None:
+def test_properties_history_and_trend_in_one_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(job_summary))
     pytester.makepyfile(test_user_gate=GATE_TEST)
     history = pytester.path / "history.jsonl"
     history.write_text('{"format": "pytest-tome history", "results": [tr\n')  # a cut-off line
@@ -95,6 +99,15 @@ def test_properties_history_and_trend_in_one_process(pytester: pytest.Pytester) 
     assert all(e["speedup"] > 0 and e["psnr"] > 20 for e in record["results"])
     assert (pytester.path / "report" / "trend.png").read_bytes().startswith(b"\x89PNG")
     assert "ToMe trend" in (pytester.path / "report" / "report.md").read_text()
+    assert job_summary.read_text().splitlines()[-1].startswith("**ToMe trend**: run ")
+
+
+def test_a_history_path_that_is_a_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    (pytester.path / "runs").mkdir()
+    result = pytester.runpytest("--tome-history=runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tome-history: *runs is a folder*"])
 
 
 def _browser() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_the_record_holds_commit_date_fingerprint_and_figures() -> None:
 def test_git_commit_inside_and_outside_a_repository(tmp_path: Path) -> None:
     assert history.git_commit(tmp_path) is None
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin"}  # fmt: skip
+           "GIT_COMMITTER_EMAIL": "t@x", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.environ["PATH"]}  # fmt: skip
     for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "first one"]):
         subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
     commit = history.git_commit(tmp_path)

@@ -100,7 +100,7 @@ class ReportHooks:
         state.notes.extend(f"WARNING: --tome-history: {problem}" for problem in read.problems)
         tol = state.settings.tolerances
         keys = {
-            (entry["device"], trend._key(entry))
+            (entry["device"], trend.entry_key(entry))
             for record in read.records
             for entry in record["results"]
             if "device" in entry

@@ -32,7 +32,7 @@ class Band:
     tol_psnr: float
 
 
-def _key(entry: dict[str, Any]) -> Key:
+def entry_key(entry: dict[str, Any]) -> Key:
     return (entry["model"], entry.get("method", "tome"), float(entry["ratio"]))
 
 
@@ -85,7 +85,7 @@ def _points(records: Sequence[dict[str, Any]]) -> tuple[list[str], dict[Key, lis
             labels.append(label)
         x = labels.index(label)
         for entry in record["results"]:
-            points.setdefault(_key(entry), []).append((x, entry.get("speedup"), _psnr(entry)))
+            points.setdefault(entry_key(entry), []).append((x, entry.get("speedup"), _psnr(entry)))
     return labels, points
 
 
@@ -190,8 +190,8 @@ def trend_line(records: Sequence[dict[str, Any]], window: int = TREND_WINDOW) ->
     for entry in last["results"]:
         if entry.get("speedup") is None:
             continue
-        key = _key(entry)
-        old = [e for r in before for e in r["results"] if _key(e) == key]
+        key = entry_key(entry)
+        old = [e for r in before for e in r["results"] if entry_key(e) == key]
         speedups = [e["speedup"] for e in old if e.get("speedup") is not None]
         text = f"{_series_name(key[0], key[1])} {key[2]:g}: {entry['speedup']:.2f}x"
         if speedups:
