@@ -155,6 +155,7 @@ def test_git_bisect_run_names_the_commit_that_slowed_the_merged_path(tmp_path: P
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     found = re.search(r"^([0-9a-f]{40}) is the first bad commit", bisect.stdout, re.MULTILINE)
+    print("\n".join(f"{sha} {message}" for sha, (message, _) in zip(shas, COMMITS)))
     steps = re.compile(r"^\[[0-9a-f]{40}\]|^Bisecting|--tome-bisect: exit|first bad commit$")
     print("\n".join(line for line in bisect.stdout.splitlines() if steps.search(line)))
     assert found is not None, bisect.stdout[-5000:] + bisect.stderr[-2000:]
