@@ -72,7 +72,7 @@ def tome_generate(
     cannot merge anything on this model fails the test with the reason, never passes silently.
     """
     from pytest_tome.engine import TomeNotApplicable, max_ratio
-    from pytest_tome.gate.runs import generate
+    from pytest_tome.gate.measure.pipeline_calls import generate
     from pytest_tome.methods import METHOD_TOME
 
     def run(ratio: float, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
@@ -149,8 +149,10 @@ def tome_gate(
     setup or teardown), so `--benchmark-compare` and `--benchmark-json` see them. With
     `--benchmark-skip` the gate still runs, with its own loop. One ratio per test.
     """
-    from pytest_tome.gate.check import TOLERANCES_KEY, Gate, save_command
+    from pytest_tome.gate.check import Gate
+    from pytest_tome.gate.store.commands import save_command
     from pytest_tome.progress import progress_writer
+    from pytest_tome.session import TOLERANCES_KEY
 
     # Requested when the gate first times, not as an argument: pytest-benchmark skips every
     # test that names its fixture under --benchmark-skip (the gate must not vanish with the

@@ -167,7 +167,7 @@ def parse_inconclusive(text: str) -> str:
 
 def _tolerance(metric: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        from pytest_tome.gate.tolerances import parse_tolerance
+        from pytest_tome.gate.decide.tolerances import parse_tolerance
 
         try:
             return parse_tolerance(metric, text)

@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
             prepare_directory(settings.report)
         except ReportError as exc:
             raise pytest.UsageError(f"--tome-report: {exc}") from None
-    # N xdist workers on one CPU: each gets its share of the cores, set once torch is loaded.
+    # N xdist workers on one CPU: each times with its share of the cores (--tome-threads=auto).
     threads = _cpu_share(int(workerinput.get("workercount", 1))) if workerinput else None
     config.stash[SESSION_KEY] = TomeSession(settings, worker_index=worker, cpu_threads=threads)
     from pytest_tome.report.hooks import register
@@ -141,7 +141,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
-    from pytest_tome.gate.tolerances import tolerances_from_marker
+    from pytest_tome.gate.decide.tolerances import tolerances_from_marker
 
     _gates_keep_their_benchmark(config, items)
     # Under xdist a worker's usage error would end as a crash report; there the fixture that

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.results import Headroom, RatioResult
-from pytest_tome.gate.tolerances import Tolerances
 from pytest_tome.settings import TomeSettings, resolve_settings
 
 
@@ -21,7 +21,9 @@ class TomeSession:
     headroom: dict[str, Headroom] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "moved corrupt baseline aside"
     worker_index: int | None = None  # pytest-xdist worker N, or None
-    cpu_threads: int | None = None  # an xdist worker's share of the cores, on the CPU
+    # An xdist worker's share of the cores: with --tome-threads=auto the gate times with that
+    # many torch threads (set while timing only; torch's own count is never left changed).
+    cpu_threads: int | None = None
     device_resolved: bool = False
 
     def resolve_device(self) -> TomeSettings:
@@ -32,10 +34,6 @@ class TomeSession:
         if not self.device_resolved:
             self.settings = resolve_settings(self.settings, self.worker_index)
             self.device_resolved = True
-            if self.cpu_threads and self.settings.device == "cpu":
-                import torch
-
-                torch.set_num_threads(self.cpu_threads)
         return self.settings
 
     def sorted_results(self) -> list[RatioResult]:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_tome.gate.tolerances import Tolerances
+from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.methods import METHOD_TOME, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model
 

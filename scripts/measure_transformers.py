@@ -18,9 +18,9 @@ import types
 import torch
 
 from pytest_tome.engine import apply_tome
-from pytest_tome.gate.headroom import measure_headroom
-from pytest_tome.gate.quality import image_quality
-from pytest_tome.gate.runs import denoiser_forward, generate, merged_parts
+from pytest_tome.gate.measure.headroom import measure_headroom
+from pytest_tome.gate.measure.pipeline_calls import denoiser_forward, generate, merged_parts
+from pytest_tome.gate.measure.quality import image_quality
 from pytest_tome.models.embedded import build_embedded
 from pytest_tome.models.presets import preset_unet
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pytest_tome import atomic
-from pytest_tome.gate import baselines
+from pytest_tome.gate.store import baselines
 
 
 def test_writes_the_whole_file_with_a_umask_mode(tmp_path) -> None:

@@ -8,15 +8,15 @@ import re
 
 import pytest
 
-from pytest_tome.gate.baselines import (
+from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.store.baselines import (
     BaselineEntry,
     CorruptBaseline,
     baseline_path,
     read_baselines,
     save_entries,
 )
-from pytest_tome.gate.fingerprints import fingerprint
-from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.store.fingerprints import fingerprint
 
 FP = fingerprint(steps=3, seed=0, versions={"torch": "2.13"})
 

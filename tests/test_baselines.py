@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tome.gate import baselines
-from pytest_tome.gate.baselines import (
+from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.store import baselines
+from pytest_tome.gate.store.baselines import (
     BaselineEntry,
     BaselineError,
     BaselineFolderError,
@@ -26,8 +27,7 @@ from pytest_tome.gate.baselines import (
     read_baselines,
     save_entries,
 )
-from pytest_tome.gate.fingerprints import compare_fingerprints, fingerprint
-from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.store.fingerprints import compare_fingerprints, fingerprint
 
 SAVE = "pytest --tome-save-baselines"
 FP = fingerprint(steps=3, seed=0, versions={"torch": "2.13"})

@@ -22,8 +22,8 @@ from interleaved import interleave, medians, paired
 from skimage.metrics import peak_signal_noise_ratio
 
 from pytest_tome.engine import remove_tome, tome_applied
-from pytest_tome.gate.quality import image_quality
-from pytest_tome.gate.runs import run_pipeline
+from pytest_tome.gate.measure.pipeline_calls import run_pipeline
+from pytest_tome.gate.measure.quality import image_quality
 from pytest_tome.models.embedded import build_embedded
 from pytest_tome.models.presets import preset_unet
 

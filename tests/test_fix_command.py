@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_tome.gate.check import save_command
+from pytest_tome.gate.store.commands import save_command
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.settings import TomeSettings
 

@@ -49,7 +49,7 @@ import time
 import numpy as np
 import pytest
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
-import pytest_tome.gate.runs as runs
+import pytest_tome.gate.measure.pipeline_calls as runs
 from pytest_tome.engine import patch_of
 
 _run = runs.run_pipeline

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from pytest_tome.gate.headroom import measure_headroom
+from pytest_tome.gate.measure.headroom import measure_headroom
 
 
 class Sleep(torch.nn.Module):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tome.gate.baselines import read_baselines
+from pytest_tome.gate.decide.speed import speed_undecided
+from pytest_tome.gate.decide.tolerances import Tolerances
+from pytest_tome.gate.decide.verdicts import decide
 from pytest_tome.gate.results import FAIL, INCONCLUSIVE, PASS, RatioResult
-from pytest_tome.gate.speed import speed_undecided
-from pytest_tome.gate.tolerances import Tolerances
-from pytest_tome.gate.verdicts import decide
+from pytest_tome.gate.store.baselines import read_baselines
 
 DATA = Path(__file__).parent / "data"
 

@@ -20,8 +20,8 @@ from pytest_tome.engine import (
     remove_tome,
     tome_applied,
 )
-from pytest_tome.gate.joint_inputs import joint_forward_inputs
-from pytest_tome.gate.runs import generate
+from pytest_tome.gate.measure.joint_inputs import joint_forward_inputs
+from pytest_tome.gate.measure.pipeline_calls import generate
 from pytest_tome.models.embedded import build_embedded
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

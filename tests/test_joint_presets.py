@@ -7,7 +7,7 @@ import torch
 
 from pytest_tome.engine import BACKEND_OURS, apply_tome, remove_tome
 from pytest_tome.engine.families import joint
-from pytest_tome.gate.joint_inputs import joint_forward_inputs
+from pytest_tome.gate.measure.joint_inputs import joint_forward_inputs
 from pytest_tome.models.presets import PRESETS, build_preset, preset_unet
 from pytest_tome.models.presets_joint import SD3_MEDIUM
 

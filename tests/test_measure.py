@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_tome.gate import measure, memory
-from pytest_tome.gate.measure import NOT_MEASURED, PairedRun, interleaved, peak_memory
+from pytest_tome.gate.measure import memory
+from pytest_tome.gate.measure import rounds as measure
+from pytest_tome.gate.measure.rounds import NOT_MEASURED, PairedRun, interleaved, peak_memory
 
 CPU = torch.device("cpu")
 
@@ -264,7 +265,7 @@ def test_cuda_peak_counts_a_block_allocated_during_the_call():
 BENCHMARK_TEST = """
     import time
     import torch
-    from pytest_tome.gate.measure import interleaved
+    from pytest_tome.gate.measure.rounds import interleaved
 
     ROUNDS, WARMUP = 4, 2
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_tome.gate.baselines import _key_order, ratio_key
+from pytest_tome.gate.store.baselines import _key_order, ratio_key
 from pytest_tome.methods import METHODS
 from pytest_tome.options import parse_methods
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_tome.gate.runs import generate
+from pytest_tome.gate.measure.pipeline_calls import generate
 from pytest_tome.models.embedded import EMBEDDED, build_embedded
 from pytest_tome.models.loading import load_pipeline
 from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model

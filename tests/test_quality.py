@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from pytest_tome.gate.quality import as_batch, image_quality, ssim_window
+from pytest_tome.gate.measure.quality import as_batch, image_quality, ssim_window
 
 
 def noisy(image: np.ndarray, amount: float, seed: int = 0) -> np.ndarray:

@@ -162,7 +162,7 @@ def test_known_processors_are_wrapped_and_restored_exactly(unet) -> None:
 
 
 def test_an_error_inside_a_merged_call_is_raised_not_hidden_by_the_check() -> None:
-    from pytest_tome.gate.runtime import MergedCalls
+    from pytest_tome.gate.measure.merged_calls import MergedCalls
 
     calls = MergedCalls(build_embedded("tiny-ddpm"), 0.5, seed=0)
     with pytest.raises(KeyError, match="user error"), calls():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_tome.gate.stats import (
+from pytest_tome.gate.decide.stats import (
     median_ci,
     paired_ratios,
     paired_speedup,
@@ -161,7 +161,7 @@ def test_describe_says_the_method_and_p_value():
     ],
 )
 def test_median_beyond_is_an_exact_one_sided_sign_test(samples, side, alpha, significant, p):
-    from pytest_tome.gate.stats import median_beyond
+    from pytest_tome.gate.decide.stats import median_beyond
 
     result = median_beyond(samples, 1.0, side=side, alpha=alpha)
     assert result.significant == significant
@@ -173,7 +173,7 @@ def test_median_beyond_is_an_exact_one_sided_sign_test(samples, side, alpha, sig
 
 
 def test_median_beyond_names_a_bad_side_or_alpha():
-    from pytest_tome.gate.stats import median_beyond
+    from pytest_tome.gate.decide.stats import median_beyond
 
     with pytest.raises(ValueError, match="side must be 'above' or 'below', got 'up'"):
         median_beyond((1.0, 2.0), 1.5, side="up", alpha=0.05)

@@ -30,7 +30,7 @@ from pytest_tome.engine import (
     tome_applied,
 )
 from pytest_tome.engine.layers import REASON_GRID, REASON_MASK, REASON_REPLACED
-from pytest_tome.gate.runs import generate
+from pytest_tome.gate.measure.pipeline_calls import generate
 from pytest_tome.models.embedded import build_embedded
 
 MODELS = ("tiny-dit", "tiny-pixart")

@@ -30,7 +30,7 @@ MODELS = ("tiny-dit", "tiny-pixart")
 REPLACE = """
 import pytest
 from diffusers.models.attention_processor import AttnProcessor2_0
-import pytest_tome.gate.runs as runs
+import pytest_tome.gate.measure.pipeline_calls as runs
 from pytest_tome.engine import patch_of
 
 _run = runs.run_pipeline

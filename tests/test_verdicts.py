@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tome.gate.baselines import read_baselines
-from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_APPLICABLE, PASS, RatioResult
-from pytest_tome.gate.tolerances import (
+from pytest_tome.gate.decide.tolerances import (
     Tolerances,
     parse_tolerance,
     parse_tolerances,
     tolerances_from_marker,
 )
-from pytest_tome.gate.verdicts import NOT_MEASURED, Row, decide, format_table
+from pytest_tome.gate.decide.verdicts import NOT_MEASURED, Row, decide, format_table
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_APPLICABLE, PASS, RatioResult
+from pytest_tome.gate.store.baselines import read_baselines
 
 DATA = Path(__file__).parent / "data"
 RUNS = sorted((DATA / "runs").glob("*.json"), key=lambda p: p.stem)
@@ -56,8 +56,8 @@ def test_each_speed_fixture_exercises_the_guard_it_is_named_for(
 ):
     """Fail needs a loss beyond the tolerance shown, pass needs it ruled out;
     slower_3_significant is a real slowdown (significant against the baseline) within it."""
-    from pytest_tome.gate.speed import speed_call
-    from pytest_tome.gate.stats import paired_ratios, significantly_worse
+    from pytest_tome.gate.decide.speed import speed_call
+    from pytest_tome.gate.decide.stats import paired_ratios, significantly_worse
 
     current, _, _ = load_run(DATA / "runs" / f"{name}.json")
     call = speed_call(current.time_base, current.time_tome, baseline, Tolerances())
@@ -116,7 +116,7 @@ def test_simulated_gate_runs_fail_on_a_25_percent_slowdown_and_only_then(noise, 
     both sides share). At 8% with five rounds the defaults give about 0.5% false failures
     and 83% detection per check; more rounds or a looser alpha trade one for the other.
     """
-    from pytest_tome.gate.speed import speed_undecided
+    from pytest_tome.gate.decide.speed import speed_undecided
     from pytest_tome.settings import TomeSettings
 
     rng = np.random.default_rng(7)

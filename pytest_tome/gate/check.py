@@ -1,27 +1,28 @@
-"""The regression gate: measure one model at one ratio, compare with its baseline, decide.
+"""The gate test's control flow: measure one model at one ratio, decide, store, and turn the
+outcome into pytest's pass, fail or skip.
 
-Data flows one way: pipeline -> interleaved runs (ratio_run, measure) -> quality ->
-RatioResult -> baseline comparison (verdicts) -> recorded in the session for the report.
+The three jobs live in their own packages and know nothing of pytest or of each other's
+internals: measure (a RunPlan in, a RatioResult of raw samples out), decide (a RatioResult and
+its baseline in, a Decision out) and store (baselines, fingerprints, the save command). Data
+flows one way: plan -> measure -> decide -> store/record; this module alone calls pytest.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_tome.gate.ratio_run import TOME_ARGS, measure_ratio
+from pytest_tome.failures import fail_test_on
+from pytest_tome.gate.decide.tolerances import Tolerances
+from pytest_tome.gate.measure.plan import TOME_ARGS, RunPlan, run_plan
 from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
-from pytest_tome.gate.tolerances import Tolerances
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
-from pytest_tome.session import TOLERANCES_KEY, TomeSession  # noqa: F401  (re-exported)
+from pytest_tome.session import TomeSession
 
 _METHOD_NAMES = {"tome": "ToMe", "todo": "ToDo"}
 # Timed UNet forwards behind each headroom share (their median): near an 85% share, a few
@@ -72,8 +73,9 @@ class Gate:
                 )
             )
             pytest.skip(f"{self.spec.name}: {skip}")
-        self._headroom()
-        result = measure_ratio(self, ratio, method)
+        plan = self.plan(ratio, method)
+        self._headroom(plan)
+        result = self._measure(plan)
         self.extra_info.update(
             model=self.spec.name,
             method=method,
@@ -87,53 +89,81 @@ class Gate:
         )
         return self._decide(result)
 
-    # --- measuring (the run itself: ratio_run.measure_ratio) --------------------------------
+    # --- measuring (gate.measure) -----------------------------------------------------------
 
-    def undecided(self, ratio: float, method: str) -> Callable[..., bool]:
+    def plan(self, ratio: float, method: str) -> RunPlan:
+        """What this test measures with, from the settings."""
+        return run_plan(
+            self.session.settings, self.spec.name, ratio, method, self.session.cpu_threads
+        )
+
+    def _measure(self, plan: RunPlan) -> RatioResult:
+        __tracebackhide__ = True
+        from pytest_tome.engine import TomeNotApplicable
+        from pytest_tome.gate.decide.stats import paired_speedup
+        from pytest_tome.gate.measure.merged_calls import MergingStopped
+        from pytest_tome.gate.measure.ratio import measure_ratio
+
+        try:
+            with fail_test_on(TomeNotApplicable, prefix=f"{self.spec.name}: "):
+                result = measure_ratio(
+                    self.pipe,
+                    plan,
+                    model_key=self.spec.key,
+                    device_key=self.device_key(),
+                    quality=not self.spec.weights_are_random,
+                    pedantic=self.pedantic,
+                    progress=self.progress,
+                    undecided=self.undecided(plan),
+                )
+            speedup = paired_speedup(result.time_base, result.time_tome)
+            return replace(result, speedup=speedup.median, speedup_ci=speedup.ci)
+        except MergingStopped as exc:
+            stopped = exc.lines
+        self.record(
+            RatioResult(self.spec.key, plan.ratio, self.device_key(), verdict="fail",
+                        reasons=stopped, method=plan.method)
+        )  # fmt: skip
+        pytest.fail(
+            f"ToMe gate failed for {self.spec.name} at ratio {plan.ratio:g}:\n"
+            + "\n".join(stopped),
+            pytrace=False,
+        )
+
+    def undecided(self, plan: RunPlan) -> Callable[..., bool]:
         """Whether the speedup so far is too noisy to decide against the stored baseline."""
-        from pytest_tome.gate.runtime import peek_baseline
-        from pytest_tome.gate.speed import speed_undecided
+        from pytest_tome.gate.decide.speed import speed_undecided
+        from pytest_tome.gate.store.baselines import peek_baseline
 
         s = self.session.settings
         baseline = (
             None
             if s.save_baselines
-            else peek_baseline(s.baselines, self.device_key(), self.spec.key, ratio, method)
+            else peek_baseline(
+                s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
+            )
         )
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
 
-    def _headroom(self) -> None:
+    def _headroom(self, plan: RunPlan) -> None:
         """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
         if self.spec.key in self.session.headroom:
             return
         import torch
 
-        from pytest_tome.engine import TomeNotApplicable, apply_tome
-        from pytest_tome.gate.headroom import measure_headroom
-        from pytest_tome.gate.measure import synchronizer
-        from pytest_tome.gate.runs import denoiser_forward, merged_parts
+        from pytest_tome.gate.measure.headroom import model_headroom
 
-        try:
-            patch = apply_tome(self.pipe, 0.5, **TOME_ARGS)
-            layers = merged_parts(patch)
-            patch.remove()
-        except TomeNotApplicable:
-            layers = []
         self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
-        self.session.headroom[self.spec.key] = measure_headroom(
-            self.spec.key,
-            layers,
-            denoiser_forward(self.pipe),
-            repeats=HEADROOM_REPEATS,
-            sync=synchronizer(torch.device(self.session.settings.device)),
+        self.session.headroom[self.spec.key] = model_headroom(
+            self.spec.key, self.pipe, torch.device(plan.device), HEADROOM_REPEATS
         )
 
     # --- deciding --------------------------------------------------------------------------
 
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
-        from pytest_tome.gate.baselines import BaselineEntry, load_entry, save_entries
-        from pytest_tome.gate.verdicts import decide
+        from pytest_tome.gate.decide.verdicts import decide
+        from pytest_tome.gate.store.baselines import BaselineEntry, load_entry, save_entries
 
         s = self.session.settings
         fingerprint = self._fingerprint(result)
@@ -199,7 +229,7 @@ class Gate:
     def _failing(self, result: RatioResult) -> Iterator[None]:
         """A baseline problem fails the test with its message and is recorded for the report."""
         __tracebackhide__ = True
-        from pytest_tome.gate.baselines import BaselineError, problem_of
+        from pytest_tome.gate.store.baselines import BaselineError, problem_of
 
         try:
             yield
@@ -210,62 +240,33 @@ class Gate:
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
-        from pytest_tome.gate.fingerprints import fingerprint
+        import torch
 
-        s = self.session.settings
+        from pytest_tome.gate.store.fingerprints import fingerprint
+
+        plan = self.plan(result.ratio, result.method)
         image = result.image_base
         return fingerprint(
             model=self.spec.name,
-            steps=s.steps,
-            seed=s.seed,
-            images=s.images,
+            steps=plan.steps,
+            seed=plan.seed,
+            images=plan.images,
             resolution=[image.height, image.width] if image else None,
-            dtype=s.dtype,
+            dtype=plan.dtype,
             tome={**TOME_ARGS, "method": result.method},
-            **self.timing(),
+            **plan.timing(torch.get_num_threads()),
         )
-
-    def timing(self) -> dict[str, Any]:
-        """The torch thread count and clock that timed a CPU run: they move the speedup, so
-        they are part of the fingerprint (GPU timings depend on neither: wall time, synced)."""
-        import torch
-
-        s = self.session.settings
-        if torch.device(s.device).type != "cpu":
-            return {}
-        threads = s.threads or torch.get_num_threads()
-        clock = s.clock if s.clock != "auto" else "cpu" if s.threads == 1 else "wall"
-        return {"threads": threads, "clock": clock}
 
     def device_key(self) -> str:
         import torch
 
-        from pytest_tome.gate.baselines import device_key_of
+        from pytest_tome.gate.store.baselines import device_key_of
 
         return device_key_of(torch.device(self.session.settings.device))
 
     def record(self, result: RatioResult) -> RatioResult:
         self.session.results.append(result)
         return result
-
-
-def save_command(
-    nodeid: str, spec: ModelSpec, ratio: float, settings: Any, method: str = METHOD_TOME
-) -> str:
-    """The command that writes the missing baseline for one test, with the run's settings."""
-    words = [f"pytest '{nodeid}'", f"--tome-models={spec.name}", f"--tome-ratios={ratio:g}"]
-    if method != METHOD_TOME:
-        words.append(f"--tome-methods={method}")
-    defaults = type(settings)()
-    for name in ("dtype", "steps", "seed", "images", "rounds", "warmup"):
-        if getattr(settings, name) != getattr(defaults, name):
-            words.append(f"--tome-{name}={getattr(settings, name)}")
-    if settings.device != "cpu":
-        words.append(f"--tome-device={settings.device}")
-    folder = Path(settings.baselines)
-    if folder.resolve() != (Path.cwd() / "baselines").resolve():  # not the default from here
-        words.append("--tome-baselines=" + shlex.quote(os.path.relpath(folder)))
-    return " ".join([*words, "--tome-save-baselines"])
 
 
 def _json_float(value: float | None) -> float | str | None:

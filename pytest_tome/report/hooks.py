@@ -76,7 +76,7 @@ class ReportHooks:
             session.exitstatus = code
 
     def _history(self, state: Any) -> None:
-        from pytest_tome.gate.fingerprints import package_versions
+        from pytest_tome.gate.store.fingerprints import package_versions
         from pytest_tome.report import history
 
         settings = {**state.settings.describe(), "save_baselines": state.settings.save_baselines}

@@ -52,8 +52,8 @@ def _coverage(result: RatioResult) -> str:
     """The interval's real coverage where it is not the 95% the column names (few rounds)."""
     if len(result.time_base) < 2 or len(result.time_base) != len(result.time_tome):
         return ""
-    from pytest_tome.gate.speed import coverage_text
-    from pytest_tome.gate.stats import paired_speedup
+    from pytest_tome.gate.decide.speed import coverage_text
+    from pytest_tome.gate.decide.stats import paired_speedup
 
     return coverage_text(paired_speedup(result.time_base, result.time_tome).confidence)
 

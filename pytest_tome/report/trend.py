@@ -56,7 +56,12 @@ def baseline_bands(
     folder: Path, keys: Iterable[tuple[str, Key]], tol_speed: float, tol_psnr: float
 ) -> dict[Key, Band]:
     """The stored baseline of each (device, key), where one can be read; others get no band."""
-    from pytest_tome.gate.baselines import BaselineError, baseline_path, ratio_key, read_baselines
+    from pytest_tome.gate.store.baselines import (
+        BaselineError,
+        baseline_path,
+        ratio_key,
+        read_baselines,
+    )
 
     bands: dict[Key, Band] = {}
     files: dict[tuple[str, str], dict[str, Any]] = {}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_tome.gate.baselines import BaselineEntry, save_entries
-from pytest_tome.gate.fingerprints import fingerprint
+from pytest_tome.gate.decide.stats import paired_speedup
 from pytest_tome.gate.results import RatioResult
-from pytest_tome.gate.stats import paired_speedup
+from pytest_tome.gate.store.baselines import BaselineEntry, save_entries
+from pytest_tome.gate.store.fingerprints import fingerprint
 
 HERE = Path(__file__).parent
 ROUNDS = 7

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import torch
 
-from pytest_tome.gate.memory import peak_memory
+from pytest_tome.gate.measure.clocks import synchronizer, torch_threads
+from pytest_tome.gate.measure.memory import peak_memory
 from pytest_tome.gate.results import NOT_MEASURED
 
 T = TypeVar("T")
@@ -54,33 +55,6 @@ class PairedRun(Generic[T]):
 
 def _median_int(samples: tuple[int, ...]) -> int | None:
     return round(statistics.median(samples)) if samples else None
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """Wait for queued device work, so a timer around a call sees all of it."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to `threads` inside the block (None: left as is).
-
-    One thread keeps the speedup steady beside a busy neighbour: with more threads than free
-    cores, the merged and unmerged calls lose unequal shares to oversubscription (see README).
-    """
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Recorder(Generic[T]):

@@ -20,16 +20,15 @@ run adds rounds until its median is pinned to half the tolerance.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pytest_tome.gate.decide.tolerances import Tolerances
+from pytest_tome.gate.results import RatioResult
 
 # The level at which a loss beyond the tolerance counts as ruled out, as in an equivalence
 # test (TOST); looser than the 1% that a failure needs, since this decides only whether the
 # gate could see, and a wrong "could see" needs a loss the tolerance calls large.
 EQUIVALENCE_ALPHA = 0.05
-
-if TYPE_CHECKING:
-    from pytest_tome.gate.results import RatioResult
-    from pytest_tome.gate.tolerances import Tolerances
 
 
 def coverage_text(confidence: float) -> str:
@@ -66,7 +65,7 @@ def speed_call(
     tol: Tolerances,
 ) -> SpeedCall:
     """Compare this run's paired speedups with the baseline's (see `SpeedCall`)."""
-    from pytest_tome.gate.stats import median_beyond, paired_speedup, significantly_worse
+    from pytest_tome.gate.decide.stats import median_beyond, paired_speedup, significantly_worse
 
     base_speedup = paired_speedup(baseline.time_base, baseline.time_tome)
     base = base_speedup.median
@@ -97,7 +96,7 @@ def speed_undecided(
     tolerance (half the tolerance when saving: every later run reads a baseline), or, against
     a baseline, the call would be inconclusive. A verdict from a loosely pinned median could
     be right while the speedup it reports is off by more than the tolerance."""
-    from pytest_tome.gate.stats import paired_speedup
+    from pytest_tome.gate.decide.stats import paired_speedup
 
     if len(time_base) < 2:
         return True

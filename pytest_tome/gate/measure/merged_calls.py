@@ -58,17 +58,3 @@ def unchanged_images(base: Any, merged: Any, ratio: float) -> list[str]:
     if ratio > 0 and np.array_equal(np.asarray(base), np.asarray(merged)):
         return [f"{PREFIX}the merged images are identical to the unmerged ones at ratio {ratio:g}"]
     return []
-
-
-def peek_baseline(
-    folder: Any, device: str, model: str, ratio: float, method: str = "tome"
-) -> Any | None:
-    """The stored entry (a RatioResult) to steer the number of rounds; None if there is none
-    or it cannot be read (the decision after measuring reports that properly)."""
-    from pytest_tome.gate.baselines import BaselineError, baseline_path, ratio_key, read_baselines
-
-    try:
-        entry = read_baselines(baseline_path(folder, device, model)).get(ratio_key(ratio, method))
-    except BaselineError:
-        return None
-    return None if entry is None else entry.result

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from pytest_tome.gate.decide.speed import coverage_text, speed_call
+from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.results import (
     FAIL,
     INCONCLUSIVE,
@@ -22,8 +24,6 @@ from pytest_tome.gate.results import (
     PASS,
     RatioResult,
 )
-from pytest_tome.gate.speed import coverage_text, speed_call
-from pytest_tome.gate.tolerances import Tolerances
 
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
@@ -107,7 +107,7 @@ def decide(
 
 
 def _speedup_text(result: RatioResult) -> str:
-    from pytest_tome.gate.stats import paired_speedup  # numpy: not at start-up
+    from pytest_tome.gate.decide.stats import paired_speedup  # numpy: not at start-up
 
     speedup = paired_speedup(result.time_base, result.time_tome)
     low, high = speedup.ci
@@ -151,7 +151,7 @@ def _memory_samples(result: RatioResult) -> tuple[int, ...]:
 
 
 def _mib(samples: tuple[int, ...]) -> str:
-    from pytest_tome.gate.stats import spread
+    from pytest_tome.gate.decide.stats import spread
 
     return f"{spread(samples).median / 2**20:.1f} MiB" if samples else "-"
 
@@ -177,7 +177,7 @@ def _memory(
             f"now {current.memory_method!r}"
         )
         return replace(row, why=f"baseline: {baseline.memory_method}, now: {current.memory_method}")
-    from pytest_tome.gate.stats import significantly_worse, spread
+    from pytest_tome.gate.decide.stats import significantly_worse, spread
 
     base_median, cur_median = spread(base).median, spread(cur).median
     more = (

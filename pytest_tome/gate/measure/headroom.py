@@ -94,3 +94,22 @@ def measure_headroom(
         for handle in handles:
             handle.remove()
     return Headroom(model=model, share=statistics.median(shares), layers=len(unique))
+
+
+def model_headroom(model: str, pipe: Any, device: torch.device, repeats: int) -> Headroom:
+    """The headroom of `pipe`'s denoiser: the layers ToMe merges at ratio 0.5, timed inside one
+    denoiser forward (none when ToMe does not apply)."""
+    from pytest_tome.engine import TomeNotApplicable, apply_tome
+    from pytest_tome.gate.measure.clocks import synchronizer
+    from pytest_tome.gate.measure.pipeline_calls import denoiser_forward, merged_parts
+    from pytest_tome.gate.measure.plan import TOME_ARGS
+
+    try:
+        patch = apply_tome(pipe, 0.5, **TOME_ARGS)
+        layers = merged_parts(patch)
+        patch.remove()
+    except TomeNotApplicable:
+        layers = []
+    return measure_headroom(
+        model, layers, denoiser_forward(pipe), repeats=repeats, sync=synchronizer(device)
+    )

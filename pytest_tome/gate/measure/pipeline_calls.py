@@ -70,7 +70,7 @@ def denoiser_forward(pipe: Any) -> Callable[[], object]:
     """
     generator = torch.Generator("cpu").manual_seed(0)
     if getattr(pipe, "unet", None) is None:
-        from pytest_tome.gate.joint_inputs import joint_forward_inputs
+        from pytest_tome.gate.measure.joint_inputs import joint_forward_inputs
 
         joint = joint_forward_inputs(pipe, generator)
         if joint is not None:

@@ -8,11 +8,10 @@ pytest-xdist workers lose nothing and a crash never leaves half a file. A corrup
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from pytest_tome.atomic import write_atomic
-from pytest_tome.gate.fingerprints import compare_fingerprints
 from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.store.entry_rules import check_fields
+from pytest_tome.gate.store.fingerprints import compare_fingerprints
 
 if TYPE_CHECKING:
     import torch
@@ -166,66 +166,13 @@ def _entry(data: dict[str, Any], device: str, model: str) -> BaselineEntry:
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise KeyError(f"entry lacks {', '.join(missing)}")
-    _check_fields(data)
+    check_fields(data)
     base, tome = data["time_base"], data["time_tome"]
     if len(base) != len(tome):
         raise ValueError("time_base and time_tome must be equally long lists of numbers")
     known = {key: data[key] for key in _ENTRY_FIELDS if key in data}
     result = RatioResult.from_dict({**known, "model": model, "device": device})
     return BaselineEntry(result, data["fingerprint"])
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-_SECONDS = (
-    lambda v: isinstance(v, list) and bool(v) and all(_number(t) and t > 0 for t in v),
-    "a non-empty list of positive seconds",
-)
-_BYTES = (lambda v: v is None or _count(v), "bytes (an integer >= 0) or null")
-_BYTE_SAMPLES = (
-    lambda v: isinstance(v, list) and all(map(_count, v)),
-    "a list of bytes (integers >= 0)",
-)
-# Each field an entry may hold, what it must be, and how to say so.
-_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "fingerprint": (lambda v: isinstance(v, dict), "an object of settings"),
-    "ratio": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "time_base": _SECONDS,
-    "time_tome": _SECONDS,
-    "speedup": (lambda v: v is None or (_number(v) and v > 0), "a positive number or null"),
-    "speedup_ci": (
-        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
-        "two numbers or null",
-    ),
-    "memory_base": _BYTES,
-    "memory_tome": _BYTES,
-    "memory_base_samples": _BYTE_SAMPLES,
-    "memory_tome_samples": _BYTE_SAMPLES,
-    "memory_method": (lambda v: isinstance(v, str), "a string"),
-    "psnr": (
-        lambda v: v is None or v == "inf" or (_number(v) and v >= 0),
-        'decibels (a number >= 0), "inf" or null',
-    ),
-    "ssim": (lambda v: v is None or (_number(v) and -1 <= v <= 1), "a number in [-1, 1] or null"),
-    "patched_layers": (_count, "an integer >= 0"),
-}
-
-
-def _check_fields(data: dict[str, Any]) -> None:
-    """ValueError naming the first field of an entry that has the wrong type or range."""
-    for name, (valid, expected) in _FIELD_RULES.items():
-        if name in data and not valid(data[name]):
-            shown = repr(data[name])
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ValueError(
-                f"entry {data.get('ratio')!r}: field {name} is {shown}; expected {expected}"
-            )
 
 
 def load_entry(
@@ -329,3 +276,15 @@ def _dumps(document: dict[str, Any]) -> str:
         return "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]"
 
     return _NUMBER_LIST.sub(one_line, text) + "\n"
+
+
+def peek_baseline(
+    folder: Path | str, device: str, model: str, ratio: float, method: str = "tome"
+) -> RatioResult | None:
+    """The stored entry (a RatioResult) to steer the number of rounds; None if there is none
+    or it cannot be read (the decision after measuring reports that properly)."""
+    try:
+        entry = read_baselines(baseline_path(folder, device, model)).get(ratio_key(ratio, method))
+    except BaselineError:
+        return None
+    return None if entry is None else entry.result

@@ -1,0 +1,1 @@
+"""Deciding: samples and a baseline in, a verdict out (statistics, tolerances, verdicts)."""

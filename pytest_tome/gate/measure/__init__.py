@@ -1,0 +1,1 @@
+"""Measuring: a RunPlan in, raw samples out (rounds, clocks, memory, quality, headroom)."""

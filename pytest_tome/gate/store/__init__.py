@@ -1,0 +1,1 @@
+"""Storing: baselines, their fingerprints, and the command that saves one."""
