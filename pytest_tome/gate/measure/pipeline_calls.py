@@ -39,9 +39,10 @@ def run_pipeline(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray
 
 
 def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
-    device = pipe.device
-    # MPS has no seeded generator of its own; CPU noise moved to the device is the usual fix.
-    generator = torch.Generator("cpu" if device.type == "mps" else device).manual_seed(seed)
+    # A CPU generator on every device: diffusers draws the noise on the CPU and moves it, so a
+    # seed gives the same starting noise everywhere, MPS (which has no seeded generator) works,
+    # and so does LDMPipeline, whose noise is drawn without a device (a CUDA generator fails).
+    generator = torch.Generator("cpu").manual_seed(seed)
     params = inspect.signature(pipe.__call__).parameters
     kwargs: dict[str, Any] = {
         "num_inference_steps": steps,
