@@ -143,7 +143,15 @@ class Gate:
                 s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
             )
         )
-        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
+        looks = self.looks(plan)
+        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances, looks)
+
+    @staticmethod
+    def looks(plan: RunPlan) -> tuple[int, ...]:
+        """The round counts at which the speed call may stop (fixed before any round)."""
+        from pytest_tome.gate.decide.speed import look_schedule
+
+        return look_schedule(plan.rounds, plan.most_rounds)
 
     def _headroom(self, plan: RunPlan) -> None:
         """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
@@ -192,7 +200,11 @@ class Gate:
                 method=result.method,
             )
         decision = decide(
-            result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
+            result,
+            baseline,
+            self.tolerances,
+            quality_applies=not self.spec.weights_are_random,
+            looks=self.looks(self.plan(result.ratio, result.method)),
         )
         result = self.record(
             replace(
