@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from pytest_tome.gate.decide.speed import coverage_text, speed_call
 from pytest_tome.gate.decide.tolerances import Tolerances
+from pytest_tome.gate.decide.waits import merged_waits
 from pytest_tome.gate.results import (
     FAIL,
     INCONCLUSIVE,
@@ -137,6 +138,16 @@ def _speed(
         f"{call.pass_line:.2f}x, the baseline's upper bound less {tol.speed:.0%} slower"
     )
     why = _change(call.slower, "slower", "faster")
+    waits = merged_waits(current)
+    if waits is not None and waits.significant:
+        walled = speed_call(current.wall_base, current.wall_tome, baseline, tol, looks)
+        if walled.status == FAIL:
+            why = (
+                f"{_change(walled.slower, 'slower', 'faster')} with the waits in: "
+                f"{waits.describe()}; {walled.bounds_text()} wholly below {line}"
+            )
+            return Row("speedup", measured, _speedup_text(baseline), tolerance, FAIL, why)
+        why += f"; {waits.describe()}, within the tolerance"
     if call.status == FAIL:
         why += f"; {call.bounds_text()} wholly below {line}"
     elif call.status == PASS:
