@@ -18,7 +18,7 @@ import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
-from pytest_tome.gate.measure.plan import TOME_ARGS, RunPlan, run_plan
+from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan, run_plan
 from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
@@ -154,7 +154,8 @@ class Gate:
         return look_schedule(plan.rounds, plan.most_rounds)
 
     def _headroom(self, plan: RunPlan) -> None:
-        """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
+        """Once per model: the share of a denoiser forward spent in the layers ToMe merges,
+        timed with the plan's threads and clock, as the rounds are."""
         if self.spec.key in self.session.headroom:
             return
         import torch
@@ -163,7 +164,12 @@ class Gate:
 
         self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
         self.session.headroom[self.spec.key] = model_headroom(
-            self.spec.key, self.pipe, torch.device(plan.device), HEADROOM_REPEATS
+            self.spec.key,
+            self.pipe,
+            torch.device(plan.device),
+            HEADROOM_REPEATS,
+            threads=plan.threads,
+            cpu_clock=plan.clock == CLOCK_CPU,
         )
 
     # --- deciding --------------------------------------------------------------------------

@@ -24,8 +24,8 @@ class _InsideTimer:
     the clock starts when the outermost one is entered and stops when it is left.
     """
 
-    def __init__(self, sync: Callable[[], None]) -> None:
-        self.sync = sync
+    def __init__(self, sync: Callable[[], None], clock: Callable[[], float]) -> None:
+        self.sync, self.clock = sync, clock
         self.depth = 0
         self.started = 0.0
         self.seconds = 0.0
@@ -33,14 +33,14 @@ class _InsideTimer:
     def enter(self, module: torch.nn.Module, args: Any) -> None:
         if self.depth == 0:
             self.sync()
-            self.started = time.perf_counter()
+            self.started = self.clock()
         self.depth += 1
 
     def leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         self.depth -= 1
         if self.depth == 0:
             self.sync()
-            self.seconds += time.perf_counter() - self.started
+            self.seconds += self.clock() - self.started
 
     def reset(self) -> None:
         self.depth = 0
@@ -58,12 +58,14 @@ def measure_headroom(
     *,
     repeats: int = 3,
     sync: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Headroom:
     """Time `run_forward` whole and inside `layers`; the share is the median over `repeats`.
 
     One untimed warm-up call comes first. `sync` (e.g. `torch.cuda.synchronize`) is called
-    before every clock reading, so queued GPU work is charged to the right side. The hooks
-    are removed before returning, also when `run_forward` raises.
+    before every clock reading, so queued GPU work is charged to the right side. `clock` reads
+    the time, as the gate's rounds do (the timing thread's CPU time on one CPU thread). The
+    hooks are removed before returning, also when `run_forward` raises.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
@@ -74,7 +76,7 @@ def measure_headroom(
         if not isinstance(layer, torch.nn.Module):
             raise TypeError(f"layers must be torch.nn.Module objects, got {type(layer).__name__}")
     sync = sync or _no_sync
-    timer = _InsideTimer(sync)
+    timer = _InsideTimer(sync, clock)
     handles = []
     try:
         for layer in unique:
@@ -85,10 +87,10 @@ def measure_headroom(
         for _ in range(repeats):
             timer.reset()
             sync()
-            start = time.perf_counter()
+            start = clock()
             run_forward()
             sync()
-            total = time.perf_counter() - start
+            total = clock() - start
             shares.append(min(timer.seconds / total, 1.0) if total > 0 else 0.0)
     finally:
         for handle in handles:
@@ -96,11 +98,20 @@ def measure_headroom(
     return Headroom(model=model, share=statistics.median(shares), layers=len(unique))
 
 
-def model_headroom(model: str, pipe: Any, device: torch.device, repeats: int) -> Headroom:
+def model_headroom(
+    model: str,
+    pipe: Any,
+    device: torch.device,
+    repeats: int,
+    threads: int | None = None,
+    cpu_clock: bool = False,
+) -> Headroom:
     """The headroom of `pipe`'s denoiser: the layers ToMe merges at ratio 0.5, timed inside one
-    denoiser forward (none when ToMe does not apply)."""
+    denoiser forward (none when ToMe does not apply), with the gate's timing policy: torch
+    on `threads` intra-op threads, and the thread's CPU clock when `cpu_clock`, so that the
+    bound is measured as the speedup it bounds."""
     from pytest_tome.engine import TomeNotApplicable, apply_tome
-    from pytest_tome.gate.measure.clocks import synchronizer
+    from pytest_tome.gate.measure.clocks import synchronizer, torch_threads
     from pytest_tome.gate.measure.pipeline_calls import denoiser_forward, merged_parts
     from pytest_tome.gate.measure.plan import TOME_ARGS
 
@@ -110,6 +121,13 @@ def model_headroom(model: str, pipe: Any, device: torch.device, repeats: int) ->
         patch.remove()
     except TomeNotApplicable:
         layers = []
-    return measure_headroom(
-        model, layers, denoiser_forward(pipe), repeats=repeats, sync=synchronizer(device)
-    )
+    clock = time.thread_time if cpu_clock else time.perf_counter
+    with torch_threads(threads):
+        return measure_headroom(
+            model,
+            layers,
+            denoiser_forward(pipe),
+            repeats=repeats,
+            sync=synchronizer(device),
+            clock=clock,
+        )
