@@ -24,10 +24,10 @@ def rounds(rng, *, neighbour: bool, sleep_share: float, speedup: float = 1.5) ->
     for a random share of each round (both calls of a round alike), plus a planted sleep."""
     cpu_base = 1.0 * (1 + 0.02 * rng.standard_normal(ROUNDS))
     cpu_tome = cpu_base / speedup * (1 + 0.02 * rng.standard_normal(ROUNDS))
-    stretch = rng.uniform(1.0, 2.5, ROUNDS) if neighbour else np.ones(ROUNDS)
+    stretch = rng.uniform(1.0, 5.0, ROUNDS) if neighbour else np.ones(ROUNDS)
     jitter = lambda: 1 + 0.03 * rng.random(ROUNDS)  # noqa: E731
     wall_base = cpu_base * stretch * jitter()
-    wall_tome = (cpu_tome * (1 + sleep_share)) * stretch * jitter()
+    wall_tome = cpu_tome * stretch * jitter() + sleep_share * cpu_tome  # a sleep: not stretched
     return RatioResult(
         "tiny-ldm", 0.5, "cpu",
         time_base=tuple(cpu_base), time_tome=tuple(cpu_tome),

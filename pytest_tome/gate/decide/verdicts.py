@@ -140,7 +140,7 @@ def _speed(
     why = _change(call.slower, "slower", "faster")
     waits = merged_waits(current)
     if waits is not None and waits.significant:
-        walled = speed_call(current.wall_base, current.wall_tome, baseline, tol, looks)
+        walled = speed_call(current.cpu_base, waits.tome_with_waits, baseline, tol, looks)
         if walled.status == FAIL:
             why = (
                 f"{_change(walled.slower, 'slower', 'faster')} with the waits in: "

@@ -7,8 +7,10 @@ in both paths alike (their calls run back to back in each round); a merged path 
 stretches only the merged call. Per round, the merged call's stretch (wall / CPU) is divided
 by the unmerged call's: a one-sided sign test says whether its median is above 1.
 
-When it is, the speedup with the waits in is the per-round CPU speedup divided by that
-ratio, which is the wall clock's speedup, and the speed call is made again on it.
+When it is, the merged call's wait is what its wall time holds beyond its CPU time
+stretched as the unmerged call's was: wall - CPU * (unmerged wall / unmerged CPU). A
+neighbour stretches CPU work, not a sleep, so this is the wait a quiet machine would see
+too; the speed call is made again on CPU time plus that wait (`tome_with_waits`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Waits:
     seconds: float  # median per image: wall - CPU * (the unmerged call's wall / CPU)
     stretch: float  # median of (merged wall / CPU) / (unmerged wall / CPU)
     test: str  # the sign test, described
+    tome_with_waits: tuple[float, ...]  # per round: merged CPU seconds plus the wait
 
     def describe(self) -> str:
         return (
@@ -59,4 +62,5 @@ def merged_waits(result: RatioResult) -> Waits | None:
         seconds=statistics.median(extra),
         stretch=statistics.median(stretch),
         test=test.describe(),
+        tome_with_waits=tuple(max(c + e, c * 1e-3) for c, e in zip(result.cpu_tome, extra)),
     )
