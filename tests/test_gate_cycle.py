@@ -146,7 +146,7 @@ def test_a_merged_path_that_sleeps_fails_saying_it_waits(pytester: pytest.Pytest
     pytester.makepyfile(test_user_gate=GATE_TEST)
     _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
     pytester.makeconftest(PLANT.format(plant="sleepy"))
-    slept = _run(pytester, "--tome-ratios=0.5")
+    slept = _run(pytester, "--tome-ratios=0.5", "--tome-rounds=12")
     slept.assert_outcomes(failed=1)
     slept.stdout.fnmatch_lines(["*speedup*fail*the merged path waits * ms per image*"])
 
