@@ -47,6 +47,41 @@ class _InsideTimer:
         self.seconds = 0.0
 
 
+class _EventTimer:
+    """The same on CUDA with events: each hook records an event on the stream, nothing waits,
+    so the forward runs as unserialised as in the gate's rounds; the elapsed times are read
+    once the forward is done."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.spans: list[list[Any]] = []
+
+    def enter(self, module: torch.nn.Module, args: Any) -> None:
+        if self.depth == 0:
+            self.spans.append([_event(), None])
+        self.depth += 1
+
+    def leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.spans[-1][1] = _event()
+
+    def reset(self) -> None:
+        self.depth = 0
+        self.spans = []
+
+    @property
+    def seconds(self) -> float:
+        torch.cuda.synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.spans if end) / 1e3
+
+
+def _event() -> Any:
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
 def _no_sync() -> None:
     return None
 
@@ -59,13 +94,15 @@ def measure_headroom(
     repeats: int = 3,
     sync: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    cuda_events: bool = False,
 ) -> Headroom:
     """Time `run_forward` whole and inside `layers`; the share is the median over `repeats`.
 
     One untimed warm-up call comes first. `sync` (e.g. `torch.cuda.synchronize`) is called
     before every clock reading, so queued GPU work is charged to the right side. `clock` reads
     the time, as the gate's rounds do (the timing thread's CPU time on one CPU thread). The
-    hooks are removed before returning, also when `run_forward` raises.
+    hooks are removed before returning, also when `run_forward` raises. `cuda_events`: time
+    with CUDA events instead (no synchronize in the hooks, which would serialise the forward).
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
@@ -76,7 +113,7 @@ def measure_headroom(
         if not isinstance(layer, torch.nn.Module):
             raise TypeError(f"layers must be torch.nn.Module objects, got {type(layer).__name__}")
     sync = sync or _no_sync
-    timer = _InsideTimer(sync, clock)
+    timer: _InsideTimer | _EventTimer = _EventTimer() if cuda_events else _InsideTimer(sync, clock)
     handles = []
     try:
         for layer in unique:
@@ -86,11 +123,18 @@ def measure_headroom(
         shares = []
         for _ in range(repeats):
             timer.reset()
-            sync()
-            start = clock()
-            run_forward()
-            sync()
-            total = clock() - start
+            if cuda_events:
+                whole = _EventTimer()
+                whole.enter(None, None)  # type: ignore[arg-type]
+                run_forward()
+                whole.leave(None, None, None)  # type: ignore[arg-type]
+                total = whole.seconds
+            else:
+                sync()
+                start = clock()
+                run_forward()
+                sync()
+                total = clock() - start
             shares.append(min(timer.seconds / total, 1.0) if total > 0 else 0.0)
     finally:
         for handle in handles:
@@ -130,4 +174,5 @@ def model_headroom(
             repeats=repeats,
             sync=synchronizer(device),
             clock=clock,
+            cuda_events=device.type == "cuda",
         )
