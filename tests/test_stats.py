@@ -182,7 +182,8 @@ def test_median_beyond_names_a_bad_side_or_alpha():
 
 
 @pytest.mark.parametrize(
-    ("looks", "alpha"), [((6, 9, 13, 20), 0.05), ((8, 11, 15, 20), 0.1), ((20,), 0.05), ((2,), 0.05)]
+    ("looks", "alpha"),
+    [((6, 9, 13, 20), 0.05), ((8, 11, 15, 20), 0.1), ((20,), 0.05), ((2,), 0.05)],
 )
 def test_a_sequential_sign_test_rejects_a_true_median_at_most_alpha_over_all_looks(looks, alpha):
     """Exact, by enumerating every sequence of sides for the first looks (fair coins)."""
@@ -216,7 +217,9 @@ def test_a_sequential_test_hands_a_look_it_cannot_use_on():
 def test_sequential_counts_name_bad_looks_and_alpha():
     from pytest_tome.gate.decide.stats import sequential_counts
 
-    with pytest.raises(ValueError, match=r"looks must be increasing round counts >= 1, got \(9, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"looks must be increasing round counts >= 1, got \(9, 6\)"
+    ):
         sequential_counts((9, 6), 0.05)
     with pytest.raises(ValueError, match="alpha must be between 0 and 1, got 2"):
         sequential_counts((6,), 2)

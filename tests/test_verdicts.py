@@ -270,7 +270,11 @@ def test_tolerances_parse_numbers_and_strings(name, value, expected):
         ("ssim", "2%", "an absolute SSIM drop"),
         ("speed", True, "must be a number or a string"),
         ("speed", None, "must be a number or a string"),
-        ("speed", "200%", r"speed='200%' must lie in \[0, 100%\): how much longer the merged call may take"),
+        (
+            "speed",
+            "200%",
+            r"speed='200%' must lie in \[0, 100%\): how much longer the merged call may take",
+        ),
         ("speed", 1.0, r"must lie in \[0, 100%\)"),
         ("alpha", "0", "strictly between 0 and 1"),
         ("alpha", 1.0, "strictly between 0 and 1"),

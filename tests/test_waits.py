@@ -25,7 +25,7 @@ def rounds(rng, *, neighbour: bool, sleep_share: float, speedup: float = 1.5) ->
     cpu_base = 1.0 * (1 + 0.02 * rng.standard_normal(ROUNDS))
     cpu_tome = cpu_base / speedup * (1 + 0.02 * rng.standard_normal(ROUNDS))
     stretch = rng.uniform(1.0, 5.0, ROUNDS) if neighbour else np.ones(ROUNDS)
-    jitter = lambda: 1 + 0.03 * rng.random(ROUNDS)  # noqa: E731
+    jitter = lambda: 1 + 0.03 * rng.random(ROUNDS)
     wall_base = cpu_base * stretch * jitter()
     wall_tome = cpu_tome * stretch * jitter() + sleep_share * cpu_tome  # a sleep: not stretched
     return RatioResult(

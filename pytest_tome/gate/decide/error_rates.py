@@ -75,15 +75,16 @@ def simulate(
     *,
     trials: int = 1000,
     seed: int = 0,
-    noise: Noise = Noise(),
-    tol: Tolerances = Tolerances(),
+    noise: Noise | None = None,
+    tol: Tolerances | None = None,
     rounds: int = 6,
     max_rounds: int = 20,
     speedup: float = 1.5,
 ) -> list[Rates]:
     """Pass, fail and inconclusive shares of `trials` gate runs per slowdown (the merged
     call's time times `slowdown`; 1 + tol.speed is the boundary), each against its own
-    freshly saved baseline."""
+    freshly saved baseline (default noise and tolerances: `Noise()`, `Tolerances()`)."""
+    noise, tol = noise or Noise(), tol or Tolerances()
     looks = look_schedule(rounds, max_rounds)
     rng = np.random.default_rng(seed)
     rates = []

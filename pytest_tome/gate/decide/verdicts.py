@@ -134,9 +134,7 @@ def _speed(
         return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
     call = speed_call(current.time_base, current.time_tome, baseline, tol, looks)
     line = f"the {call.threshold:.2f}x that {tol.speed:.0%} slower allows"
-    pass_line = (
-        f"{call.pass_line:.2f}x, the baseline's upper bound less {tol.speed:.0%} slower"
-    )
+    pass_line = f"{call.pass_line:.2f}x, the baseline's upper bound less {tol.speed:.0%} slower"
     why = _change(call.slower, "slower", "faster")
     waits = merged_waits(current)
     if waits is not None and waits.significant:
