@@ -18,7 +18,7 @@ import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
-from pytest_tome.gate.measure.plan import TOME_ARGS, RunPlan, run_plan
+from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan, run_plan
 from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
@@ -143,10 +143,19 @@ class Gate:
                 s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
             )
         )
-        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
+        looks = self.looks(plan)
+        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances, looks)
+
+    @staticmethod
+    def looks(plan: RunPlan) -> tuple[int, ...]:
+        """The round counts at which the speed call may stop (fixed before any round)."""
+        from pytest_tome.gate.decide.speed import look_schedule
+
+        return look_schedule(plan.rounds, plan.most_rounds)
 
     def _headroom(self, plan: RunPlan) -> None:
-        """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
+        """Once per model: the share of a denoiser forward spent in the layers ToMe merges,
+        timed with the plan's threads and clock, as the rounds are."""
         if self.spec.key in self.session.headroom:
             return
         import torch
@@ -155,7 +164,12 @@ class Gate:
 
         self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
         self.session.headroom[self.spec.key] = model_headroom(
-            self.spec.key, self.pipe, torch.device(plan.device), HEADROOM_REPEATS
+            self.spec.key,
+            self.pipe,
+            torch.device(plan.device),
+            HEADROOM_REPEATS,
+            threads=plan.threads,
+            cpu_clock=plan.clock == CLOCK_CPU,
         )
 
     # --- deciding --------------------------------------------------------------------------
@@ -192,7 +206,11 @@ class Gate:
                 method=result.method,
             )
         decision = decide(
-            result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
+            result,
+            baseline,
+            self.tolerances,
+            quality_applies=not self.spec.weights_are_random,
+            looks=self.looks(self.plan(result.ratio, result.method)),
         )
         result = self.record(
             replace(

@@ -38,6 +38,12 @@ class RatioResult:
     # back to back in round i (interleaved), so their ratio is a paired sample.
     time_base: tuple[float, ...] = ()
     time_tome: tuple[float, ...] = ()
+    # The same calls by both clocks (seconds per image): wall time, and the timing thread's
+    # CPU time; empty when not recorded. A merged path that waits shows in wall / CPU.
+    wall_base: tuple[float, ...] = ()
+    wall_tome: tuple[float, ...] = ()
+    cpu_base: tuple[float, ...] = ()
+    cpu_tome: tuple[float, ...] = ()
     speedup: float | None = None  # median of the paired ratios time_base / time_tome
     speedup_ci: tuple[float, float] | None = None  # 95% interval of that median
     memory_base: int | None = None  # peak bytes of one call; None: not measured
@@ -80,6 +86,10 @@ class RatioResult:
         for key in (
             "time_base",
             "time_tome",
+            "wall_base",
+            "wall_tome",
+            "cpu_base",
+            "cpu_tome",
             "memory_base_samples",
             "memory_tome_samples",
             "reasons",
