@@ -61,6 +61,9 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
     del pipe
 
 
+_NO_RATIO: Any = object()
+
+
 @pytest.fixture
 def tome_generate(
     tome_pipeline: Any, tome_settings: TomeSettings, tome_model: ModelSpec
@@ -75,8 +78,14 @@ def tome_generate(
     from pytest_tome.gate.measure.pipeline_calls import generate
     from pytest_tome.methods import METHOD_TOME
 
-    def run(ratio: float, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
+    def run(ratio: Any = _NO_RATIO, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
         __tracebackhide__ = True
+        if ratio is _NO_RATIO:
+            pytest.fail(
+                "tome_generate() needs a merge ratio in [0, 1): tome_generate(0.5), or "
+                "tome_generate(tome_ratio) to run every --tome-ratios value",
+                pytrace=False,
+            )
         _check_generate_arguments(ratio, method, tome_kwargs)  # names a bad method or ratio
         limit = max_ratio(tome_kwargs.get("sx", 2), tome_kwargs.get("sy", 2))
         if method == METHOD_TOME and not 0 <= ratio <= limit:

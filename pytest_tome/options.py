@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from pytest_tome.methods import METHODS
-from pytest_tome.models.embedded import DEFAULT_MODELS
+from pytest_tome.models.embedded import DEFAULT_MODELS, EMBEDDED
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the thesis's ratios 0.1 .. 0.9
+# More ratios than this is a typo (a step of 1e-9), not a sweep: each ratio is a timed test.
+MAX_RATIOS = 100
 DTYPES = ("float32", "float16", "bfloat16")
 INCONCLUSIVE_POLICIES = ("fail", "warn")
 CLOCKS = ("auto", "wall", "cpu")
@@ -41,6 +43,11 @@ def parse_ratios(text: str) -> tuple[float, ...]:
         ratio = _parse_ratio(item, text)
         if ratio not in ratios:
             ratios.append(ratio)
+    if len(ratios) > MAX_RATIOS:
+        raise argparse.ArgumentTypeError(
+            f"{len(ratios)} ratios given, more than the cap of {MAX_RATIOS} "
+            "(each ratio is a timed test)"
+        )
     return tuple(ratios)
 
 
@@ -73,6 +80,12 @@ def _parse_range(text: str) -> tuple[float, ...]:
     if step <= 0 or stop < start:
         raise argparse.ArgumentTypeError(
             f"ratio range {text!r} needs step > 0 and stop >= start, e.g. 0.1:0.9:0.1"
+        )
+    count = int((stop - start) // step) + 1
+    if count > MAX_RATIOS:
+        raise argparse.ArgumentTypeError(
+            f"ratio range {text!r} gives {count} ratios, more than the cap of {MAX_RATIOS} "
+            "(each ratio is a timed test); use a larger step, e.g. 0.1:0.9:0.1"
         )
     ratios = []
     value = start
@@ -139,10 +152,25 @@ def _positive_int(what: str, minimum: int) -> Callable[[str], int]:
 
 
 def parse_threads(text: str) -> int | None:
-    """`auto` (None: torch's own thread count, or the xdist worker's share) or an integer >= 1."""
+    """`auto` (None: torch's own thread count, or the xdist worker's share) or an integer >= 1.
+
+    None is a real value here: `option_values` tells "given" from "not given" by NOT_GIVEN.
+    """
     if text.strip().lower() == "auto":
         return None
     return _positive_int("threads", 1)(text)
+
+
+def _path(what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(
+                f"empty {what} path; give a {what} such as {what}s/ or leave the option out"
+            )
+        return text
+
+    parse.__name__ = f"{what}_path"
+    return parse
 
 
 def parse_clock(text: str) -> str:
@@ -187,6 +215,12 @@ class Option:
     default: str | None  # as text, parsed like user input; None: off / not set
     parse: Callable[[str], Any] | None = None  # None for flags
     metavar: str | None = None
+    default_text: str | None = None  # the help's "(default: ...)" where `default` is None
+    listed: bool = False  # comma-separated; an ini file (or pyproject list) may give a list
+
+    @property
+    def default_help(self) -> str:
+        return self.default_text or self.default or "off"
 
     @property
     def flag(self) -> str:
@@ -204,6 +238,7 @@ OPTIONS: tuple[Option, ...] = (
         "0.5",
         parse_ratios,
         "LIST",
+        listed=True,
     ),
     Option(
         "methods",
@@ -212,14 +247,16 @@ OPTIONS: tuple[Option, ...] = (
         "tome",
         parse_methods,
         "LIST",
+        listed=True,
     ),
     Option(
         "models",
-        "pipelines: embedded names (tiny-ddpm, tiny-ldm, tiny-sd), arch: presets, "
+        f"pipelines: embedded names ({', '.join(EMBEDDED)}), arch: presets, "
         "local folders or hub ids, comma-separated",
         ",".join(DEFAULT_MODELS),
         parse_models,
         "LIST",
+        listed=True,
     ),
     Option(
         "device",
@@ -228,7 +265,7 @@ OPTIONS: tuple[Option, ...] = (
         parse_device,
         "DEVICE",
     ),
-    Option("dtype", "float32, float16 or bfloat16", "float32", parse_dtype, "DTYPE"),
+    Option("dtype", f"one of {', '.join(DTYPES)}", "float32", parse_dtype, "DTYPE"),
     Option("steps", "denoising steps per image", "4", _positive_int("steps", 1), "N"),
     Option("seed", "seed of every generation", "0", _positive_int("seed", 0), "S"),
     Option("images", "images per generation", "1", _positive_int("images", 1), "N"),
@@ -270,9 +307,18 @@ OPTIONS: tuple[Option, ...] = (
         parse_inconclusive,
         "fail|warn",
     ),
-    Option("baselines", "baselines folder (default: <rootdir>/baselines)", None, str, "DIR"),
+    Option(
+        "baselines",
+        "baselines folder",
+        None,
+        _path("folder"),
+        "DIR",
+        default_text="<rootdir>/baselines",
+    ),
     Option("save-baselines", "write this run's measurements into the baselines", None),
-    Option("report", "write report.json, report.md and plots into DIR", None, str, "DIR"),
+    Option(
+        "report", "write report.json, report.md and plots into DIR", None, _path("folder"), "DIR"
+    ),
     Option("tol-speed", "allowed speedup loss, e.g. 10%", "10%", _tolerance("speed"), "TOL"),
     Option(
         "tol-memory", "allowed peak-memory growth, e.g. 10%", "10%", _tolerance("memory"), "TOL"
@@ -284,11 +330,14 @@ OPTIONS: tuple[Option, ...] = (
         "history",
         "append a JSON line per gate run to FILE (--tome-report: trend.png)",
         None,
-        str,
+        _path("file"),
         "FILE",
     ),
     Option("bisect", "exit for git bisect run: 1 failed verdict, 125 cannot tell, 0 good", None),
 )
+
+
+NOT_GIVEN: Any = object()  # the command-line default: None is a value (--tome-threads=auto)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -308,34 +357,48 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(
                 opt.flag,
                 action="store",
-                default=None,
+                default=NOT_GIVEN,
                 dest=opt.dest,
                 type=opt.parse,
                 metavar=opt.metavar,
-                help=f"{opt.help} (default: {opt.default or 'off'})".replace("%", "%%"),
+                help=f"{opt.help} (default: {opt.default_help})".replace("%", "%%"),
             )
-            parser.addini(opt.dest, f"{opt.help} (ini)", default=opt.default)
+            # "args": a pyproject list (tome_ratios = [0.3, 0.5]) arrives as a list, a line of
+            # an ini file as its words; both are joined back into the comma-separated form.
+            kind = "args" if opt.listed else "string"
+            parser.addini(opt.dest, f"{opt.help} (ini)", type=kind, default=opt.default)
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
     """Each option's parsed value: command line, else ini, else default.
 
-    An ini value that does not parse raises `pytest.UsageError` naming the key.
+    An ini value that does not parse raises `pytest.UsageError` naming the key; an ini key
+    that is present but empty is parsed too (an error where the command line's is one).
     """
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         given = config.getoption(opt.dest)
-        if given is not None:
+        if opt.parse is None:
+            values[opt.dest] = bool(given or config.getini(opt.dest))
+            continue
+        if given is not NOT_GIVEN:
             values[opt.dest] = given
             continue
         ini = config.getini(opt.dest)
-        if opt.parse is None:
-            values[opt.dest] = bool(ini)
-        elif ini is None or ini == "":
-            values[opt.dest] = None if opt.default is None else opt.parse(opt.default)
-        else:
-            try:
-                values[opt.dest] = opt.parse(str(ini))
-            except argparse.ArgumentTypeError as exc:
-                raise pytest.UsageError(f"ini key {opt.dest} = {ini!r}: {exc}") from None
+        if ini is None:  # no ini key, and no default: off
+            values[opt.dest] = None
+            continue
+        text = _ini_text(ini)
+        try:
+            values[opt.dest] = opt.parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"ini key {opt.dest} = {ini!r}: {exc}") from None
     return values
+
+
+def _ini_text(ini: Any) -> str:
+    """An ini value as the command line would give it: a list becomes `a,b`."""
+    if not isinstance(ini, list):
+        return str(ini)
+    parts = (part.strip() for item in ini for part in str(item).split(","))
+    return ",".join(part for part in parts if part)

@@ -79,7 +79,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     s = session.settings
     ratios = ",".join(f"{r:g}" for r in s.ratios) + _methods(s)
     saving = " (saving baselines)" if s.save_baselines else ""
-    return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios}{saving}"]
+    threads = f"threads={s.threads or 'auto'} clock={s.clock}"
+    return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios} {threads}{saving}"]
 
 
 def _methods(s: TomeSettings) -> str:

@@ -99,6 +99,12 @@ def build_settings(
             "--tome-clock=cpu times the calling thread's CPU time, which misses the work of "
             "other threads: it needs --tome-threads=1 (or use --tome-clock=wall)"
         )
+    if values["tome_rounds"] > values["tome_max_rounds"]:
+        raise SettingsError(
+            f"--tome-rounds={values['tome_rounds']} is more than "
+            f"--tome-max-rounds={values['tome_max_rounds']}; the rounds a ratio starts with "
+            "must be at most those it may grow to (raise --tome-max-rounds)"
+        )
     report = here / values["tome_report"] if values["tome_report"] else None
     methods = values.get("tome_methods") or (METHOD_TOME,)
     _check_methods(methods, values["tome_ratios"])

@@ -1,0 +1,124 @@
+"""Options as a user's sweep tried them: the command line and the ini file agree, values out
+of range and empty values are usage errors that name the value and what is valid."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pytest_tome.options import MAX_RATIOS, parse_ratios
+from pytest_tome.session import TomeSession
+from pytest_tome.settings import TomeSettings
+
+SETTINGS_TEST = """
+def test_settings(tome_settings):
+    print("SETTINGS", tome_settings.threads, tome_settings.clock, tome_settings.ratios)
+"""
+
+
+def _settings_line(result: pytest.RunResult) -> str:
+    return next(line for line in result.outlines if line.startswith("SETTINGS"))
+
+
+@pytest.mark.parametrize("where", ["cli", "ini"])
+def test_threads_auto_is_the_same_on_the_command_line_and_in_an_ini_file(
+    pytester: pytest.Pytester, where: str
+) -> None:
+    pytester.makepyfile(SETTINGS_TEST)
+    args = ["-s", "-p", "no:randomly"]
+    if where == "cli":
+        args += ["--tome-threads=auto", "--tome-clock=wall"]
+    else:
+        pytester.makeini("[pytest]\ntome_threads = auto\ntome_clock = wall\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    assert _settings_line(result) == "SETTINGS None wall (0.5,)"  # the README's escape hatch
+    result.stdout.fnmatch_lines(["tome: device=* threads=auto clock=wall"])
+
+    # clock=cpu misses other threads' work: an error from either place
+    if where == "cli":
+        bad = pytester.runpytest("--tome-threads=auto", "--tome-clock=cpu")
+    else:
+        pytester.makeini("[pytest]\ntome_threads = auto\ntome_clock = cpu\n")
+        bad = pytester.runpytest()
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--tome-clock=cpu*needs --tome-threads=1*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tome-ratios=0.1:0.9:1e-9"], f"*gives 800000001 ratios*cap of {MAX_RATIOS}*"),
+        (["--tome-tol-memory=10"], "*memory='10' must lie in [[]0, 100%)*e.g. 10%*"),
+        (["--tome-tol-memory=100%"], "*memory='100%' must lie in [[]0, 100%)*"),
+        (["--tome-tol-ssim=5"], "*ssim='5' must lie in [[]0, 1[]]*e.g. 0.02*"),
+        (["--tome-rounds=10", "--tome-max-rounds=3"], "*--tome-rounds=10 is more than *=3*"),
+        (["--tome-baselines="], "*empty folder path*"),
+        (["--tome-report="], "*empty folder path*"),
+        (["--tome-history="], "*empty file path*"),
+    ],
+)
+def test_out_of_range_and_empty_values_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.makepyfile(SETTINGS_TEST)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("tome_ratios =", "*ini key tome_ratios = []]: empty ratio list*"),
+        ("tome_baselines =", "*ini key tome_baselines = '': empty folder path*"),
+        ("tome_tol_memory = 10", "*ini key tome_tol_memory = '10': *[[]0, 100%)*"),
+        ("tome_ratios = 0.1:0.9:0.0001", "*ini key tome_ratios*gives 8001 ratios*cap of*"),
+    ],
+)
+def test_an_ini_file_is_checked_as_the_command_line_is(
+    pytester: pytest.Pytester, line: str, message: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{line}\n")
+    pytester.makepyfile(SETTINGS_TEST)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_pyproject_takes_a_toml_list_of_ratios(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\ntome_ratios = [0.3, 0.5]\ntome_models = ["tiny-ddpm"]\n'
+    )
+    pytester.makepyfile(SETTINGS_TEST)
+    result = pytester.runpytest("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert _settings_line(result) == "SETTINGS 1 auto (0.3, 0.5)"
+
+
+def test_tome_generate_without_a_ratio_says_what_it_needs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_it(tome_generate):\n    tome_generate()\n")
+    result = pytester.runpytest("--tome-models=tiny-ldm", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tome_generate() needs a merge ratio in [[]0, 1)*"])
+    assert "TypeError" not in result.stdout.str()
+
+
+def test_a_ratio_list_longer_than_the_cap_is_refused() -> None:
+    many = ",".join(f"{i / 1000:g}" for i in range(MAX_RATIOS + 1))
+    with pytest.raises(argparse.ArgumentTypeError, match=f"{MAX_RATIOS + 1} ratios given"):
+        parse_ratios(many)
+    assert len(parse_ratios(f"0:{(MAX_RATIOS - 1) / 1000}:0.001")) == MAX_RATIOS
+
+
+def test_the_controller_shows_the_device_its_workers_resolved() -> None:
+    """Under xdist only workers resolve `auto`; the summary and report.json show theirs."""
+    worker = TomeSession(TomeSettings(device="auto"), worker_index=0)
+    worker.settings = TomeSettings(device="cpu")
+    worker.device_resolved = True
+    controller = TomeSession(TomeSettings(device="auto"))
+    controller.merge_workeroutput(worker.to_workeroutput())
+    controller.merge_workeroutput(worker.to_workeroutput())
+    assert controller.settings.device == "cpu"
+    assert controller.settings.describe()["device"] == "cpu"
