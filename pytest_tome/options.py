@@ -392,7 +392,7 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
         try:
             values[opt.dest] = opt.parse(text)
         except argparse.ArgumentTypeError as exc:
-            raise pytest.UsageError(f"ini key {opt.dest} = {ini!r}: {exc}") from None
+            raise pytest.UsageError(f"ini key {opt.dest} = {text!r}: {exc}") from None
     return values
 
 
