@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from pytest_tome.options import MAX_RATIOS, parse_ratios
+from pytest_tome.parsers import MAX_RATIOS, parse_ratios
 from pytest_tome.session import TomeSession
 from pytest_tome.settings import TomeSettings
 
