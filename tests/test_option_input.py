@@ -98,11 +98,21 @@ def test_pyproject_takes_a_toml_list_of_ratios(pytester: pytest.Pytester) -> Non
     assert _settings_line(result) == "SETTINGS 1 auto (0.3, 0.5)"
 
 
-def test_tome_generate_without_a_ratio_says_what_it_needs(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_it(tome_generate):\n    tome_generate()\n")
+def test_tome_generate_and_tome_gate_without_a_ratio_say_what_they_need(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        "def test_generate(tome_generate):\n    tome_generate()\n\n"
+        "def test_gate(tome_gate):\n    tome_gate()\n"
+    )
     result = pytester.runpytest("--tome-models=tiny-ldm", "-p", "no:randomly")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*tome_generate() needs a merge ratio in [[]0, 1)*"])
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*tome_generate() needs a merge ratio in [[]0, 1): tome_generate(0.5), or*",
+            "*tome_gate() needs a merge ratio in [[]0, 1): tome_gate(0.5), or*",
+        ],
+    )
     assert "TypeError" not in result.stdout.str()
 
 
