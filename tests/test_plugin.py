@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from pytest_tome.methods import METHODS, TODO_FACTORS, todo_ratio
+from pytest_tome.models import embedded, presets
 from pytest_tome.models.embedded import DEFAULT_MODELS, EMBEDDED
 from pytest_tome.options import OPTIONS
 from pytest_tome.parsers import (
@@ -87,6 +89,18 @@ def test_every_name_and_default_in_the_help_comes_from_the_code(
     assert f"ratios {', '.join(todo)})" in helps["--tome-methods"]
     ratios = helps["--tome-ratios"]
     assert f"sweep ({SWEEP[0]:g}..{SWEEP[-1]:g})" in ratios and f"at most {MAX_RATIOS}" in ratios
+
+
+def test_the_readme_names_files_that_exist_and_tables_that_hold_its_names() -> None:
+    """README drift: "Adding a model" and the layout notes name files where they are now."""
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"pytest_tome/[\w/]*(?:\.py)?", readme))
+    assert "pytest_tome/models/embedded.py" in paths
+    assert [p for p in sorted(paths) if not (root / p).exists()] == []
+    adding = readme[readme.index("### Adding a model") :]
+    for table, module in (("EMBEDDED", embedded), ("_PIPELINES", presets), ("_UNETS", presets)):
+        assert f"`{table}`" in adding and hasattr(module, table)
 
 
 def test_ratios_and_models_parametrize_with_readable_ids(pytester: pytest.Pytester) -> None:
