@@ -4,12 +4,15 @@ of range and empty values are usage errors that name the value and what is valid
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
 
 import pytest
 
 from pytest_tome.parsers import MAX_RATIOS, parse_ratios
 from pytest_tome.session import TomeSession
-from pytest_tome.settings import TomeSettings
+from pytest_tome.settings import TomeSettings, resolve_device
 
 SETTINGS_TEST = """
 def test_settings(tome_settings):
@@ -133,3 +136,33 @@ def test_the_controller_shows_the_device_its_workers_resolved() -> None:
     controller.merge_workeroutput(worker.to_workeroutput())
     assert controller.settings.device == "cpu"
     assert controller.settings.describe()["device"] == "cpu"
+
+
+GATE_TEST = """
+def test_gate(tome_gate, tome_ratio):
+    tome_gate(tome_ratio)
+"""
+
+
+def test_xdist_shows_the_device_a_plain_run_shows(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header shows the device as asked, the summary and report.json the one used, as a
+    plain run does (there the device is resolved in-process by `resolve_device`); under
+    xdist only the workers resolve `auto`, and the controller shows what they used."""
+    root = str(Path(__file__).parents[1])  # the workers import this checkout's pytest_tome
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.getenv("PYTHONPATH")])))
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    result = pytester.runpytest(
+        "--tome-models=tiny-ldm", "--tome-steps=1", "--tome-rounds=2", "--tome-max-rounds=2",
+        "--tome-warmup=0", "--tome-inconclusive=warn", "--tome-save-baselines",
+        "--tome-report=report", "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "1",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    device = resolve_device("auto")
+    report = json.loads((pytester.path / "report" / "report.json").read_text())
+    assert report["settings"]["device"] == device
+    lines = [line for line in result.outlines if line.startswith("tome: device=")]
+    assert len(lines) == 2  # the header, then the summary's settings
+    assert lines[0].startswith("tome: device=auto ")  # as asked: resolving imports torch
+    assert lines[1].startswith(f"tome: device={device} ")
