@@ -185,7 +185,10 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-NOT_GIVEN: Any = object()  # the command-line default: None is a value (--tome-threads=auto)
+# The command-line default, as None is a value (--tome-threads=auto). Not a string (argparse
+# would parse it) and not object(): pytest-xdist's --looponfail ships the options to a
+# subprocess, so it must survive serialization; compared with ==, not `is`.
+NOT_GIVEN: Any = ("pytest-tome", "not given")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -229,7 +232,7 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
         if opt.parse is None:
             values[opt.dest] = bool(given or config.getini(opt.dest))
             continue
-        if given is not NOT_GIVEN:
+        if given != NOT_GIVEN:
             values[opt.dest] = given
             continue
         ini = config.getini(opt.dest)

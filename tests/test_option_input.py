@@ -166,3 +166,13 @@ def test_xdist_shows_the_device_a_plain_run_shows(
     assert len(lines) == 2  # the header, then the summary's settings
     assert lines[0].startswith("tome: device=auto ")  # as asked: resolving imports torch
     assert lines[1].startswith(f"tome: device={device} ")
+
+
+def test_unset_options_survive_the_trip_to_a_looponfail_subprocess(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest-xdist's --looponfail sends `vars(config.option)` through execnet."""
+    import execnet  # pytest-xdist brings it (the test extra)
+    config = pytester.parseconfig()
+    tome = {k: v for k, v in vars(config.option).items() if k.startswith("tome_")}
+    assert execnet.loads(execnet.dumps(tome)) == tome
