@@ -173,6 +173,7 @@ def test_unset_options_survive_the_trip_to_a_looponfail_subprocess(
 ) -> None:
     """pytest-xdist's --looponfail sends `vars(config.option)` through execnet."""
     import execnet  # pytest-xdist brings it (the test extra)
+
     config = pytester.parseconfig()
     tome = {k: v for k, v in vars(config.option).items() if k.startswith("tome_")}
     assert execnet.loads(execnet.dumps(tome)) == tome
