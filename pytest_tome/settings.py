@@ -97,9 +97,11 @@ def build_settings(
     )
     check_baselines_folder(baselines, saving=bool(values["tome_save_baselines"]))
     if values["tome_clock"] == "cpu" and values["tome_threads"] != 1:
+        threads = values["tome_threads"] or "auto"
         raise SettingsError(
-            "--tome-clock=cpu times the calling thread's CPU time, which misses the work of "
-            "other threads: it needs --tome-threads=1 (or use --tome-clock=wall)"
+            f"--tome-clock=cpu with --tome-threads={threads}: the CPU clock times the calling "
+            "thread only, which misses the work of other threads, so it needs "
+            "--tome-threads=1 (or use --tome-clock=wall)"
         )
     if values["tome_rounds"] > values["tome_max_rounds"]:
         raise SettingsError(

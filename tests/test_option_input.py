@@ -47,7 +47,9 @@ def test_threads_auto_is_the_same_on_the_command_line_and_in_an_ini_file(
         pytester.makeini("[pytest]\ntome_threads = auto\ntome_clock = cpu\n")
         bad = pytester.runpytest()
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*--tome-clock=cpu*needs --tome-threads=1*"])
+    bad.stderr.fnmatch_lines(
+        ["*--tome-clock=cpu with --tome-threads=auto:*needs --tome-threads=1*"]
+    )
 
 
 @pytest.mark.parametrize(
