@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from pytest_tome.methods import METHODS
 
@@ -77,10 +77,12 @@ def _parse_range(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"ratio range {text!r} needs step > 0 and stop >= start, e.g. 0.1:0.9:0.1"
         )
-    count = int((stop - start) // step) + 1
+    with localcontext() as exact:
+        exact.prec = 400  # a step of 5e-324 (the smallest float) still counts exactly
+        count = int((stop - start) // step) + 1
     if count > MAX_RATIOS:
         raise argparse.ArgumentTypeError(
-            f"ratio range {text!r} gives {count} ratios, more than the cap of {MAX_RATIOS} "
+            f"ratio range {text!r} gives {_count(count)} ratios, more than the cap of {MAX_RATIOS} "
             "(each ratio is a timed test); use a larger step, e.g. 0.1:0.9:0.1"
         )
     ratios = []
@@ -89,6 +91,10 @@ def _parse_range(text: str) -> tuple[float, ...]:
         ratios.append(float(value))
         value += step
     return tuple(ratios)
+
+
+def _count(count: int) -> str:
+    return str(count) if count < 10**9 else f"about {Decimal(count):.1e}"
 
 
 def parse_models(text: str) -> tuple[str, ...]:

@@ -126,6 +126,11 @@ def test_a_ratio_list_longer_than_the_cap_is_refused() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=f"{MAX_RATIOS + 1} ratios given"):
         parse_ratios(many)
     assert len(parse_ratios(f"0:{(MAX_RATIOS - 1) / 1000}:0.001")) == MAX_RATIOS
+    for step in ("1e-30", "1e-300", "5e-324"):  # counted exactly, never a decimal error
+        with pytest.raises(
+            argparse.ArgumentTypeError, match=r"gives about [1-9]\.\de\+\d\d+ ratios"
+        ):
+            parse_ratios(f"0:0.9:{step}")
 
 
 def test_the_controller_shows_the_device_its_workers_resolved() -> None:
