@@ -51,6 +51,16 @@ def parse_tolerance(name: str, value: Any) -> float:
             f"tolerance speed={value!r} must lie in [0, 100%): how much longer the merged call "
             "may take (the speedup may fall to baseline / (1 + speed)), e.g. 10%"
         )
+    if name == "memory" and number >= 1:
+        raise ValueError(
+            f"tolerance memory={value!r} must lie in [0, 100%): the share by which the merged "
+            "run's peak memory may grow, e.g. 10% or 0.1 (as speed)"
+        )
+    if name == "ssim" and number > 1:
+        raise ValueError(
+            f"tolerance ssim={value!r} must lie in [0, 1]: the absolute SSIM drop allowed "
+            "(SSIM is at most 1; 1 allows a drop to 0), e.g. 0.02"
+        )
     if name == "alpha" and not 0 < number < 1:
         raise ValueError(f"alpha={value!r} must lie strictly between 0 and 1 (e.g. 0.05 or 5%)")
     return number
