@@ -76,8 +76,11 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
                 if image is not None:
                     ax.imshow(_pixels(image), interpolation="antialiased")
                     if col and result is not None and result.psnr is not None:
+                        quality = (
+                            f"{result.psnr:.1f} dB" if math.isfinite(result.psnr) else "identical"
+                        )
                         ax.set_xlabel(
-                            f"{result.psnr:.1f} dB" if math.isfinite(result.psnr) else "identical",
+                            quality + (" (random)" if result.random_weights else ""),
                             fontsize=8,
                             color=NOTE_COLOR,
                         )
@@ -90,7 +93,7 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
             axes[row][0].text(
                 -0.1,
                 0.5,
-                _wrap(model),
+                _wrap(model) + ("\n(random\nweights)" if rows[0].random_weights else ""),
                 transform=axes[row][0].transAxes,
                 ha="right",
                 va="center",
@@ -105,6 +108,8 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
             ha="left",
         )
         caption = "under each image: PSNR against the unmerged one"
+        if any(r.random_weights for rows in groups.values() for r in rows):
+            caption += "; random weights draw noise: their PSNR is a sensitivity, not quality"
         text = "\n".join(
             textwrap.wrap(
                 f"{sub}; {caption}" if sub else caption, width=int(fig.get_figwidth() * 12)
