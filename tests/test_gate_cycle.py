@@ -394,3 +394,50 @@ def test_a_test_too_noisy_to_decide_is_inconclusive_and_fails_or_warns(
     warned = _run(pytester, *args, "--tome-inconclusive=warn")
     warned.assert_outcomes(passed=1)
     warned.stdout.fnmatch_lines(["*0.5*inconclusive", "WARNING: ToMe gate inconclusive*"])
+
+
+# A bug in the merge itself: merged tokens keep their destination alone instead of the mean
+# of the tokens merged into it. Random weights barely show it; a model trained on faces must.
+MERGE_BUG = """
+import pytest
+from pytest_tome.engine import matching
+
+def destination_only(self, x):
+    if self.keep is None:
+        return x
+    rows = x.reshape(self.batch * self.tokens_in, x.shape[-1])
+    return rows.index_select(0, self.keep).view(self.batch, self.tokens_out, x.shape[-1])
+
+def destination_only_channels_first(self, x):
+    return destination_only(self, x.transpose(1, 2)).transpose(1, 2)
+
+@pytest.fixture(autouse=True)
+def merge_bug(monkeypatch):
+    monkeypatch.setattr(matching.TokenMerge, "merge", destination_only)
+    monkeypatch.setattr(
+        matching.TokenMerge, "merge_channels_first", destination_only_channels_first
+    )
+"""
+
+
+def test_a_merge_bug_fails_the_quality_gate_of_the_face_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    # Default quality tolerances; speed is not what this test is about.
+    args = (
+        "--tome-models=faces-ddpm",
+        "--tome-ratios=0.5",
+        "--tome-rounds=6",
+        "--tome-warmup=1",
+        "--tome-tol-speed=50%",
+        "--tome-inconclusive=warn",
+        "--tome-baselines=baselines",
+        "-p",
+        "no:randomly",
+    )
+    pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+    pytester.makeconftest(MERGE_BUG)
+    broken = pytester.runpytest(*args)
+    broken.assert_outcomes(failed=1)
+    broken.stdout.re_match_lines([r".*(PSNR|SSIM).*fail.*"])
