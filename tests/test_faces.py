@@ -46,6 +46,20 @@ def test_a_few_training_steps_lower_the_loss() -> None:
     assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
 
 
+def test_a_retrain_with_the_same_seed_gives_the_same_weights() -> None:
+    schedule = train.Schedule(steps=2, batch=4, warmup=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as scripts/train_faces.py trains: one thread, one float order
+    try:
+        first, second = (train.train_ddpm(schedule, seed=3).pipe for _ in range(2))
+        other = train.train_ddpm(schedule, seed=4).pipe
+    finally:
+        torch.set_num_threads(threads)
+    a, b, c = (p.unet.state_dict() for p in (first, second, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 @pytest.mark.parametrize("name", FACE_MODELS)
 def test_shipped_weights_are_small_safetensors_listed_in_the_manifest(name: str) -> None:
     folder = check_face_model(name)
