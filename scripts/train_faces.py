@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_tome.models.faces import train  # noqa: E402
-from pytest_tome.models.faces.shipped import WEIGHTS, save_face_model  # noqa: E402
+from pytest_tome.models.faces import train
+from pytest_tome.models.faces.shipped import WEIGHTS, save_face_model
 
 FULL = {
     "faces-ddpm": {"unet": train.Schedule(steps=1200)},
@@ -32,7 +32,10 @@ FULL = {
 }
 QUICK = {
     "faces-ddpm": {"unet": train.Schedule(steps=4, batch=4)},
-    "faces-ldm": {"vqvae": train.Schedule(steps=4, batch=4), "unet": train.Schedule(steps=4, batch=4)},
+    "faces-ldm": {
+        "vqvae": train.Schedule(steps=4, batch=4),
+        "unet": train.Schedule(steps=4, batch=4),
+    },
 }
 SAMPLE_STEPS = (4, 20)  # the gate's default steps, and a longer DDIM run
 SAMPLES = 8
@@ -55,15 +58,22 @@ def _train_one(name: str, quick: bool, seed: int, out: str) -> dict:
         "final_loss": {part: sum(v[-50:]) / len(v[-50:]) for part, v in trained.losses.items()},
     }
     save_face_model(trained.pipe, name, info, Path(out))
+    samples = _samples(trained.pipe, seed)
+    return {"name": name, "losses": trained.losses, "info": info, "samples": samples}
+
+
+def _samples(pipe, seed: int) -> dict[int, list]:
+    import torch
+
     samples = {}
     for steps in SAMPLE_STEPS:
         generator = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
-            images = trained.pipe(
+            images = pipe(
                 batch_size=SAMPLES, num_inference_steps=steps, generator=generator, output_type="np"
             ).images
         samples[steps] = images.tolist()
-    return {"name": name, "losses": trained.losses, "info": info, "samples": samples}
+    return samples
 
 
 def _figures(results: list[dict], docs: Path) -> None:
@@ -74,17 +84,14 @@ def _figures(results: list[dict], docs: Path) -> None:
     import numpy as np
 
     docs.mkdir(parents=True, exist_ok=True)
-    parts = [(r["name"], part, v) for r in results for part, v in r["losses"].items()]
-    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3))
-    for ax, (name, part, losses) in zip(np.atleast_1d(axes), parts, strict=True):
-        window = max(1, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(losses, alpha=0.3, lw=0.5)
-        ax.plot(np.arange(window - 1, len(losses)), smooth)
-        ax.set(title=f"{name} {part}", xlabel="step", ylabel="MSE loss", yscale="log")
-    fig.tight_layout()
-    fig.savefig(docs / "loss.png", dpi=100)
-    rows = [(f"{r['name']}, {s} steps", np.asarray(r["samples"][s])) for r in results for s in SAMPLE_STEPS]
+    parts = [(r["name"], part, v) for r in results for part, v in r.get("losses", {}).items()]
+    if parts:
+        _loss_figure(parts, docs)
+    rows = [
+        (f"{r['name']}, {s} steps", np.asarray(r["samples"][s]))
+        for r in results
+        for s in SAMPLE_STEPS
+    ]
     fig, axes = plt.subplots(len(rows), SAMPLES, figsize=(SAMPLES * 1.1, len(rows) * 1.25))
     for (label, images), row in zip(rows, axes, strict=True):
         for image, ax in zip(images, row, strict=True):
@@ -95,13 +102,39 @@ def _figures(results: list[dict], docs: Path) -> None:
     fig.savefig(docs / "samples.png", dpi=100)
 
 
+def _loss_figure(parts: list, docs: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3))
+    for ax, (name, part, losses) in zip(np.atleast_1d(axes), parts, strict=True):
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(losses, alpha=0.3, lw=0.5)
+        ax.plot(np.arange(window - 1, len(losses)), smooth)
+        ax.set(title=f"{name} {part}", xlabel="step", ylabel="MSE loss", yscale="log")
+    fig.tight_layout()
+    fig.savefig(docs / "loss.png", dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps into --out, to try it")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help=f"weights folder (default {WEIGHTS})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"weights folder (default {WEIGHTS})"
+    )
     parser.add_argument("--docs", type=Path, default=None, help="figures (default docs/faces)")
+    parser.add_argument(
+        "--samples-only", action="store_true", help="redraw samples.png from the shipped weights"
+    )
     args = parser.parse_args()
+    if args.samples_only:
+        from pytest_tome.models.faces.shipped import load_face_model
+
+        results = [{"name": n, "samples": _samples(load_face_model(n), args.seed)} for n in FULL]
+        _figures(results, args.docs or ROOT / "docs" / "faces")
+        return
     if args.quick and args.out is None:
         parser.error("--quick writes a few-step model: give a scratch --out, not the package")
     out = args.out or WEIGHTS

@@ -160,4 +160,7 @@ def test_a_built_wheel_ships_the_face_weights(tmp_path: Path) -> None:
     for model in FACE_MODELS:
         for relative in (MANIFEST, "model_index.json", "unet/diffusion_pytorch_model.safetensors"):
             assert f"pytest_tome/models/faces/weights/{model}/{relative}" in names
-    assert "pytest_tome/models/faces/weights/faces-ldm/vqvae/diffusion_pytorch_model.safetensors" in names
+    assert (
+        "pytest_tome/models/faces/weights/faces-ldm/vqvae/diffusion_pytorch_model.safetensors"
+        in names
+    )

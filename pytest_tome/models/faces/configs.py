@@ -66,13 +66,21 @@ def ldm_unet() -> Any:
     )
 
 
-def scheduler() -> Any:
-    """A few-step DDIM sampler over a cosine schedule: the gate runs 4 steps per image."""
+def scheduler(clip: float = 1.0) -> Any:
+    """A few-step DDIM sampler over a cosine schedule: the gate runs 4 steps per image.
+
+    Trailing spacing starts at the last training step (pure noise), where a leading one starts
+    at 750 and leaves noise in a 4-step image; there the clean-image estimate divides by a
+    near-zero signal level, so it is clipped to the data's range (`clip`: 1 for pixels, the
+    scaled latents' largest magnitude for the LDM).
+    """
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
         num_train_timesteps=TRAIN_TIMESTEPS,
         beta_schedule="squaredcos_cap_v2",
-        clip_sample=False,
+        clip_sample=True,
+        clip_sample_range=clip,
         set_alpha_to_one=True,
+        timestep_spacing="trailing",
     )

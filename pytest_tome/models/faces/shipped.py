@@ -56,7 +56,9 @@ def check_face_model(name: str, root: Path | None = None) -> Path:
     try:
         files = json.loads(manifest_path.read_text())["files"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise FaceWeightsError(f"face model {name!r}: {manifest_path} is unreadable ({exc}); {REBUILD}") from None
+        raise FaceWeightsError(
+            f"face model {name!r}: {manifest_path} is unreadable ({exc}); {REBUILD}"
+        ) from None
     for relative, digest in files.items():
         path = folder / relative
         if not path.is_file():

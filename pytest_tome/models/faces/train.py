@@ -109,6 +109,11 @@ def train_ddpm(schedule: Schedule, seed: int = 0) -> Trained:
     return Trained(pipe, {"unet": losses}, time.perf_counter() - start)
 
 
+def latent_clip(latents: torch.Tensor) -> float:
+    """The sampler's clipping range for the LDM: the training latents' largest magnitude."""
+    return math.ceil(float(latents.abs().max()) * 10) / 10
+
+
 def train_ldm(vq_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> Trained:
     """`faces-ldm`: a VQ autoencoder on the 64x64 faces, then a UNet on its 32x32 latents."""
     from diffusers import LDMPipeline
@@ -127,7 +132,7 @@ def train_ldm(vq_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> 
     # LDMPipeline divides by scaling_factor before decoding: unit-variance latents for the UNet.
     scale = float(1 / latents.std())
     vqvae.register_to_config(scaling_factor=scale)
-    scheduler = configs.scheduler()
+    scheduler = configs.scheduler(clip=latent_clip(latents * scale))
 
     def loss(unet: torch.nn.Module, z0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return diffusion_loss(unet, z0, scheduler, gen)
