@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # Retrain faces-ddpm and faces-ldm (seeded, one CPU thread each, about 30 minutes on 2 cores):
-# rewrites pytest_tome/models/faces/weights/ and docs/faces/{loss,samples}.png.
+# rewrites pytest_tome/models/faces/weights/ and docs/faces/loss-<model>.png and samples.png.
 train-faces: $(STAMP)
 	$(PY) scripts/train_faces.py
 

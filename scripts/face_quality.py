@@ -5,7 +5,7 @@
 For each face model and ratio: the quality of merged images against the unmerged ones (the
 gate's measure), the spread of that quality when only the merge's random choice of destination
 tokens changes (seeds 0-4: an innocent change to the engine), and the quality with a planted
-merge bug (merged tokens keep their destination alone instead of the mean). The quality
+merge bug (unmerge writes every token one position off, as in tests/test_gate_cycle.py). The quality
 tolerances (1 dB, 0.02) must sit above the innocent spread and below the bug's drop.
 """
 
@@ -28,17 +28,18 @@ RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 SEEDS = range(5)
 
 
-def _destination_only(self, x):  # the planted bug, as in tests/test_gate_cycle.py
-    if self.keep is None:
-        return x
-    rows = x.reshape(self.batch * self.tokens_in, x.shape[-1])
-    return rows.index_select(0, self.keep).view(self.batch, self.tokens_out, x.shape[-1])
+_unmerge = matching.TokenMerge.unmerge
+
+
+def _shifted_unmerge(self, x):  # the planted bug, as in tests/test_gate_cycle.py
+    return _unmerge(self, x).roll(1, dims=1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--models", default=",".join(FACE_MODELS))
     args = parser.parse_args()
     import torch
 
@@ -47,27 +48,27 @@ def main() -> None:
     print(
         "model       ratio  PSNR dB  SSIM   | merge seeds 0-4: PSNR range, SSIM range | bug: PSNR, SSIM"
     )
-    for name in FACE_MODELS:
+    print("(* sx = sy = 4)")
+    for name in args.models.split(","):
         pipe = build_embedded(name)
+        pipe.set_progress_bar_config(disable=True)
         reference = generate(pipe, 0.0, **run)
         for ratio in RATIOS:
+            # sx = sy = 2 keeps one token in 4, so 0.75 is its most; 0.9 needs 4 x 4 cells
+            cells = {"sx": 4, "sy": 4} if ratio > 0.75 else {}
             by_seed = []
             for merge_seed in SEEDS:  # the image's noise stays seed 0; only the merge's changes
-                with tome_applied(pipe, ratio, seed=merge_seed):
+                with tome_applied(pipe, ratio, seed=merge_seed, **cells):
                     by_seed.append(image_quality(reference, run_pipeline(pipe, **run)))
             psnr = [q.psnr for q in by_seed]
             ssim = [q.ssim for q in by_seed]
-            good, bad = matching.TokenMerge.merge, matching.TokenMerge.merge_channels_first
-            matching.TokenMerge.merge = _destination_only
-            matching.TokenMerge.merge_channels_first = lambda self, x: _destination_only(
-                self, x.transpose(1, 2)
-            ).transpose(1, 2)
+            matching.TokenMerge.unmerge = _shifted_unmerge
             try:
-                bug = image_quality(reference, generate(pipe, ratio, **run))
+                bug = image_quality(reference, generate(pipe, ratio, **run, **cells))
             finally:
-                matching.TokenMerge.merge, matching.TokenMerge.merge_channels_first = good, bad
+                matching.TokenMerge.unmerge = _unmerge
             print(
-                f"{name:<11} {ratio:5.1f}  {psnr[0]:7.2f}  {ssim[0]:.4f} | "
+                f"{name:<11} {ratio:5.1f}{'*' if cells else ' '} {psnr[0]:7.2f}  {ssim[0]:.4f} | "
                 f"{min(psnr):.2f}-{max(psnr):.2f} ({max(psnr) - min(psnr):.2f} dB), "
                 f"{min(ssim):.4f}-{max(ssim):.4f} ({max(ssim) - min(ssim):.4f}) | "
                 f"{bug.psnr:.2f} ({bug.psnr - statistics.median(psnr):+.2f}), "

@@ -26,14 +26,14 @@ from pytest_tome.models.faces.shipped import WEIGHTS, save_face_model
 FULL = {
     "faces-ddpm": {"unet": train.Schedule(steps=1200)},
     "faces-ldm": {
-        "vqvae": train.Schedule(steps=300, batch=16),
-        "unet": train.Schedule(steps=1500, batch=16),
+        "autoencoder": train.Schedule(steps=400, batch=16),
+        "unet": train.Schedule(steps=1200, batch=24),
     },
 }
 QUICK = {
     "faces-ddpm": {"unet": train.Schedule(steps=4, batch=4)},
     "faces-ldm": {
-        "vqvae": train.Schedule(steps=4, batch=4),
+        "autoencoder": train.Schedule(steps=4, batch=4),
         "unet": train.Schedule(steps=4, batch=4),
     },
 }
@@ -41,17 +41,18 @@ SAMPLE_STEPS = (4, 20)  # the gate's default steps, and a longer DDIM run
 SAMPLES = 8
 
 
-def _train_one(name: str, quick: bool, seed: int, out: str) -> dict:
+def _train_one(name: str, quick: bool, seed: int, out: str, threads: int) -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     plan = (QUICK if quick else FULL)[name]
     if name == "faces-ddpm":
         trained = train.train_ddpm(plan["unet"], seed)
     else:
-        trained = train.train_ldm(plan["vqvae"], plan["unet"], seed)
+        trained = train.train_ldm(plan["autoencoder"], plan["unet"], seed)
     info = {
         "seed": seed,
+        "threads": threads,
         "schedules": {part: vars(s) for part, s in plan.items()},
         "train_seconds": round(trained.seconds, 1),
         "torch": torch.__version__,
@@ -65,6 +66,7 @@ def _train_one(name: str, quick: bool, seed: int, out: str) -> dict:
 def _samples(pipe, seed: int) -> dict[int, list]:
     import torch
 
+    pipe.set_progress_bar_config(disable=True)
     samples = {}
     for steps in SAMPLE_STEPS:
         generator = torch.Generator().manual_seed(seed)
@@ -84,9 +86,9 @@ def _figures(results: list[dict], docs: Path) -> None:
     import numpy as np
 
     docs.mkdir(parents=True, exist_ok=True)
-    parts = [(r["name"], part, v) for r in results for part, v in r.get("losses", {}).items()]
-    if parts:
-        _loss_figure(parts, docs)
+    for r in results:  # one figure per model, so that retraining one keeps the other's
+        if r.get("losses"):
+            _loss_figure([(r["name"], part, v) for part, v in r["losses"].items()], docs)
     rows = [
         (f"{r['name']}, {s} steps", np.asarray(r["samples"][s]))
         for r in results
@@ -114,7 +116,7 @@ def _loss_figure(parts: list, docs: Path) -> None:
         ax.plot(np.arange(window - 1, len(losses)), smooth)
         ax.set(title=f"{name} {part}", xlabel="step", ylabel="MSE loss", yscale="log")
     fig.tight_layout()
-    fig.savefig(docs / "loss.png", dpi=100)
+    fig.savefig(docs / f"loss-{parts[0][0]}.png", dpi=100)
 
 
 def main() -> None:
@@ -128,6 +130,10 @@ def main() -> None:
     parser.add_argument(
         "--samples-only", action="store_true", help="redraw samples.png from the shipped weights"
     )
+    parser.add_argument("--only", choices=list(FULL), help="train one model only")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per model (default 1: bit-repeatable)"
+    )
     args = parser.parse_args()
     if args.samples_only:
         from pytest_tome.models.faces.shipped import load_face_model
@@ -140,7 +146,8 @@ def main() -> None:
     out = args.out or WEIGHTS
     docs = args.docs or (out / "figures" if args.quick else ROOT / "docs" / "faces")
     start = time.perf_counter()
-    jobs = [(name, args.quick, args.seed, str(out)) for name in FULL]
+    names = [args.only] if args.only else list(FULL)
+    jobs = [(name, args.quick, args.seed, str(out), args.threads) for name in names]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         results = pool.starmap(_train_one, jobs)
     _figures(results, docs)

@@ -396,27 +396,21 @@ def test_a_test_too_noisy_to_decide_is_inconclusive_and_fails_or_warns(
     warned.stdout.fnmatch_lines(["*0.5*inconclusive", "WARNING: ToMe gate inconclusive*"])
 
 
-# A bug in the merge itself: merged tokens keep their destination alone instead of the mean
-# of the tokens merged into it. Random weights barely show it; a model trained on faces must.
+# A bug in the merge itself: unmerge writes every token's row one position off (the source
+# tokens land beside where they came from). Random weights barely show such a bug; a model
+# trained on faces must.
 MERGE_BUG = """
 import pytest
 from pytest_tome.engine import matching
 
-def destination_only(self, x):
-    if self.keep is None:
-        return x
-    rows = x.reshape(self.batch * self.tokens_in, x.shape[-1])
-    return rows.index_select(0, self.keep).view(self.batch, self.tokens_out, x.shape[-1])
+_unmerge = matching.TokenMerge.unmerge
 
-def destination_only_channels_first(self, x):
-    return destination_only(self, x.transpose(1, 2)).transpose(1, 2)
+def shifted_unmerge(self, x):
+    return _unmerge(self, x).roll(1, dims=1)
 
 @pytest.fixture(autouse=True)
 def merge_bug(monkeypatch):
-    monkeypatch.setattr(matching.TokenMerge, "merge", destination_only)
-    monkeypatch.setattr(
-        matching.TokenMerge, "merge_channels_first", destination_only_channels_first
-    )
+    monkeypatch.setattr(matching.TokenMerge, "unmerge", shifted_unmerge)
 """
 
 

@@ -3,7 +3,9 @@
 google/ddpm-celebahq-256 is a pixel UNet2DModel with self-attention only at 16x16 (256 tokens);
 `faces-ddpm` keeps that: 32x32 pixels, attention at the middle level's 16x16. CompVis's
 ldm-celebahq-256 runs a UNet2DModel on a VQ latent and attends at 32x32 of it (1024 tokens);
-`faces-ldm` encodes 64x64 faces to a 32x32x3 VQ latent and attends at 32x32 and 16x16.
+`faces-ldm` encodes 64x64 faces to a 32x32x4 latent (a KL autoencoder: its latents are
+near-Gaussian, where a briefly trained VQ encoder's are heavy-tailed) and attends at 32x32
+(1024 tokens, on the way down) and at 16x16.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 DDPM_SIZE = 32
 LDM_IMAGE_SIZE = 64
 LDM_LATENT_SIZE = 32
+LDM_LATENT_CHANNELS = 4
 TRAIN_TIMESTEPS = 1000
 
 
@@ -32,21 +35,20 @@ def ddpm_unet() -> Any:
     )
 
 
-def ldm_vqvae() -> Any:
-    from diffusers import VQModel
+def ldm_autoencoder() -> Any:
+    from diffusers import AutoencoderKL
 
-    return VQModel(
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         block_out_channels=(16, 32),
         layers_per_block=1,
-        latent_channels=3,
-        num_vq_embeddings=256,
+        latent_channels=LDM_LATENT_CHANNELS,
         norm_num_groups=8,
-        mid_block_add_attention=False,  # the 64x64 faces need no attention to be encoded
         sample_size=LDM_IMAGE_SIZE,
+        mid_block_add_attention=False,  # the 64x64 faces need no attention to be encoded
     )
 
 
@@ -55,12 +57,12 @@ def ldm_unet() -> Any:
 
     return UNet2DModel(
         sample_size=LDM_LATENT_SIZE,
-        in_channels=3,
-        out_channels=3,
+        in_channels=LDM_LATENT_CHANNELS,
+        out_channels=LDM_LATENT_CHANNELS,
         layers_per_block=1,
         block_out_channels=(32, 64),
         down_block_types=("AttnDownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),  # deepest first
         attention_head_dim=32,
         norm_num_groups=8,
     )

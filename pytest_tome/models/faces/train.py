@@ -19,6 +19,8 @@ import torch
 from pytest_tome.models.faces import configs
 from pytest_tome.models.faces.data import face_images
 
+KL_WEIGHT = 1e-4  # enough to keep latents near-Gaussian, little enough to keep detail
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -50,10 +52,13 @@ def diffusion_loss(
     return torch.nn.functional.mse_loss(unet(noisy, steps).sample, noise)
 
 
-def vq_loss(vqvae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Reconstruction through the codebook, plus the codebook and commitment terms."""
-    out = vqvae(x)
-    return torch.nn.functional.mse_loss(out.sample, x) + out.commit_loss.mean()
+def autoencoder_loss(
+    autoencoder: torch.nn.Module, x: torch.Tensor, kl_weight: float
+) -> torch.Tensor:
+    """Reconstruction from a sampled latent, plus a small KL pull toward a unit Gaussian."""
+    posterior = autoencoder.encode(x).latent_dist
+    reconstruction = autoencoder.decode(posterior.sample()).sample
+    return torch.nn.functional.mse_loss(reconstruction, x) + kl_weight * posterior.kl().mean()
 
 
 def fit(
@@ -114,8 +119,8 @@ def latent_clip(latents: torch.Tensor) -> float:
     return math.ceil(float(latents.abs().max()) * 10) / 10
 
 
-def train_ldm(vq_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> Trained:
-    """`faces-ldm`: a VQ autoencoder on the 64x64 faces, then a UNet on its 32x32 latents."""
+def train_ldm(ae_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> Trained:
+    """`faces-ldm`: a KL autoencoder on the 64x64 faces, then a UNet on its 32x32 latents."""
     from diffusers import LDMPipeline
 
     start = time.perf_counter()
@@ -123,20 +128,25 @@ def train_ldm(vq_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> 
     generator = torch.Generator().manual_seed(seed)
     images = face_images(configs.LDM_IMAGE_SIZE)
 
-    def vq_objective(vq: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return vq_loss(vq, x)
+    def ae_objective(ae: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return autoencoder_loss(ae, x, KL_WEIGHT)
 
-    vqvae, vq_losses = fit(configs.ldm_vqvae(), images, vq_objective, vq_schedule, generator)
+    autoencoder, ae_losses = fit(
+        configs.ldm_autoencoder(), images, ae_objective, ae_schedule, generator
+    )
     with torch.no_grad():
-        latents = vqvae.encode(images).latents  # before quantisation, as LDM's UNet sees them
+        latents = autoencoder.encode(images).latent_dist.mean
     # LDMPipeline divides by scaling_factor before decoding: unit-variance latents for the UNet.
     scale = float(1 / latents.std())
-    vqvae.register_to_config(scaling_factor=scale)
+    autoencoder.register_to_config(scaling_factor=scale)
     scheduler = configs.scheduler(clip=latent_clip(latents * scale))
 
     def loss(unet: torch.nn.Module, z0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return diffusion_loss(unet, z0, scheduler, gen)
 
     unet, unet_losses = fit(configs.ldm_unet(), latents * scale, loss, unet_schedule, generator)
-    pipe = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
-    return Trained(pipe, {"vqvae": vq_losses, "unet": unet_losses}, time.perf_counter() - start)
+    # LDMPipeline names its autoencoder `vqvae`; it only calls decode(), which both kinds have.
+    pipe = LDMPipeline(vqvae=autoencoder, unet=unet, scheduler=scheduler)
+    return Trained(
+        pipe, {"autoencoder": ae_losses, "unet": unet_losses}, time.perf_counter() - start
+    )
