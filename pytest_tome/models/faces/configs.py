@@ -68,21 +68,22 @@ def ldm_unet() -> Any:
     )
 
 
-def scheduler(clip: float = 1.0) -> Any:
+def scheduler(clip: float | None = 1.0) -> Any:
     """A few-step DDIM sampler over a cosine schedule: the gate runs 4 steps per image.
 
-    Trailing spacing starts at the last training step (pure noise), where a leading one starts
-    at 750 and leaves noise in a 4-step image; there the clean-image estimate divides by a
-    near-zero signal level, so it is clipped to the data's range (`clip`: 1 for pixels, the
-    scaled latents' largest magnitude for the LDM).
+    In pixel space (`clip` = 1, the data's range) the steps trail from the last training step,
+    pure noise, and the clean-image estimate is clipped to the data's range, as it divides by
+    a near-zero signal level there: clean faces in 4 steps, where leading steps (from 750)
+    leave noise in the image. A latent has no such range (`clip=None`): its steps lead from
+    750, and the decoder smooths what noise is left.
     """
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
         num_train_timesteps=TRAIN_TIMESTEPS,
         beta_schedule="squaredcos_cap_v2",
-        clip_sample=True,
-        clip_sample_range=clip,
+        clip_sample=clip is not None,
+        clip_sample_range=clip or 1.0,
         set_alpha_to_one=True,
-        timestep_spacing="trailing",
+        timestep_spacing="trailing" if clip is not None else "leading",
     )
