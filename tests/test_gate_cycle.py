@@ -413,3 +413,44 @@ def test_a_test_too_noisy_to_decide_is_inconclusive_and_fails_or_warns(
     warned = _run(pytester, *args, "--tome-inconclusive=warn")
     warned.assert_outcomes(passed=1)
     warned.stdout.fnmatch_lines(["*0.5*inconclusive", "WARNING: ToMe gate inconclusive*"])
+
+
+# A bug in the merge itself: unmerge writes every token's row one position off (the source
+# tokens land beside where they came from). Random weights barely show such a bug; a model
+# trained on faces must.
+MERGE_BUG = """
+import pytest
+from pytest_tome.engine import matching
+
+_unmerge = matching.TokenMerge.unmerge
+
+def shifted_unmerge(self, x):
+    return _unmerge(self, x).roll(1, dims=1)
+
+@pytest.fixture(autouse=True)
+def merge_bug(monkeypatch):
+    monkeypatch.setattr(matching.TokenMerge, "unmerge", shifted_unmerge)
+"""
+
+
+def test_a_merge_bug_fails_the_quality_gate_of_the_face_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    # Default quality tolerances; speed is not what this test is about.
+    args = (
+        "--tome-models=faces-ddpm",
+        "--tome-ratios=0.5",
+        "--tome-rounds=6",
+        "--tome-warmup=1",
+        "--tome-tol-speed=50%",
+        "--tome-inconclusive=warn",
+        "--tome-baselines=baselines",
+        "-p",
+        "no:randomly",
+    )
+    pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+    pytester.makeconftest(MERGE_BUG)
+    broken = pytester.runpytest(*args)
+    broken.assert_outcomes(failed=1)
+    broken.stdout.re_match_lines([r".*(PSNR|SSIM).*fail.*"])

@@ -111,13 +111,18 @@ class Gate:
                     plan,
                     model_key=self.spec.key,
                     device_key=self.device_key(),
-                    quality=not self.spec.weights_are_random,
+                    quality=self.spec.quality_gated,
                     pedantic=self.pedantic,
                     progress=self.progress,
                     undecided=self.undecided(plan),
                 )
             speedup = paired_speedup(result.time_base, result.time_tome)
-            return replace(result, speedup=speedup.median, speedup_ci=speedup.ci)
+            return replace(
+                result,
+                speedup=speedup.median,
+                speedup_ci=speedup.ci,
+                random_weights=self.spec.weights_are_random,
+            )
         except MergingStopped as exc:
             stopped = exc.lines
         self.record(
@@ -183,7 +188,7 @@ class Gate:
         fingerprint = self._fingerprint(result)
         if s.save_baselines:
             decision = decide(
-                result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
+                result, None, self.tolerances, quality_applies=self.spec.quality_gated
             )
             result = replace(
                 result, verdict=decision.verdict, reasons=decision.reasons, checks=decision.checks
@@ -209,7 +214,7 @@ class Gate:
             result,
             baseline,
             self.tolerances,
-            quality_applies=not self.spec.weights_are_random,
+            quality_applies=self.spec.quality_gated,
             looks=self.looks(self.plan(result.ratio, result.method)),
         )
         result = self.record(

@@ -55,6 +55,8 @@ class RatioResult:
     memory_tome_samples: tuple[int, ...] = ()
     psnr: float | None = None  # dB against the unmerged image, math.inf when identical
     ssim: float | None = None  # None: not applicable (random weights) or not measured
+    # Seeded random weights: PSNR and SSIM measure sensitivity to a merge, not image quality.
+    random_weights: bool = False
     verdict: str = NEW
     reasons: tuple[str, ...] = ()  # one line per failed or notable check
     patched_layers: int = 0
