@@ -19,6 +19,7 @@ from pytest_tome.gate.results import (
     Headroom,
     RatioResult,
 )
+from pytest_tome.report.layers import merged_layers_markdown
 
 COLUMNS = ("ratio", "time per image", "speedup [95% CI]", "peak memory", "PSNR", "SSIM", "verdict")
 NUMERIC_COLUMNS = {"ratio"}  # right-aligned in both the terminal and markdown
@@ -247,6 +248,7 @@ def report_markdown(
             lines += [*(f"- {_md_escape(note)}" for note in notes), ""]
         if room is not None:
             lines += [f"_{headroom_line(room)}_", ""]
+        lines += merged_layers_markdown(rows)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{title}]({path})\n" for title, path in figures]
