@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from pytest_tome.engine import tome_applied
+from pytest_tome.gate.measure.merged_calls import MergedCalls
+from pytest_tome.gate.measure.pipeline_calls import run_pipeline
 from pytest_tome.gate.results import RatioResult
-from pytest_tome.gate.runs import run_pipeline
-from pytest_tome.gate.runtime import MergedCalls
 from pytest_tome.models.embedded import build_embedded
 from pytest_tome.report.layers import merged_layers_lines
 from pytest_tome.report.summary import report_markdown

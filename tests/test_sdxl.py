@@ -18,7 +18,7 @@ from pytest_tome.engine import (
     patch_of,
     tome_applied,
 )
-from pytest_tome.gate.runs import denoiser_forward, generate, run_pipeline
+from pytest_tome.gate.measure.pipeline_calls import denoiser_forward, generate, run_pipeline
 from pytest_tome.models.embedded import build_embedded
 from pytest_tome.models.presets import PRESETS, build_preset, preset_unet
 from pytest_tome.models.presets_sdxl import SDXL_BASE

@@ -21,7 +21,9 @@ def added_cond_kwargs(model: Any, batch: int, generator: torch.Generator) -> dic
     if getattr(config, "addition_embed_type", None) != "text_time":
         return {}
     time_ids = 6  # (height, width) original, (top, left) crop, (height, width) target
-    pooled = config.projection_class_embeddings_input_dim - time_ids * config.addition_time_embed_dim
+    pooled = (
+        config.projection_class_embeddings_input_dim - time_ids * config.addition_time_embed_dim
+    )
     size = config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
     ids = [height * LATENT_TO_PIXELS, width * LATENT_TO_PIXELS, 0, 0]

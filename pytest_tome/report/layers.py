@@ -29,8 +29,10 @@ def merged_layers_markdown(rows: Sequence[RatioResult]) -> list[str]:
     if not lines:
         return []
     return [
-        f"<details><summary>Merged layers ({len(lines)}): downsampling from the input, "
-        "tokens in -> tokens attention saw (keys/values for ToDo)</summary>",
+        (
+            f"<details><summary>Merged layers ({len(lines)}): downsampling from the input, "
+            "tokens in -> tokens attention saw (keys/values for ToDo)</summary>"
+        ),
         "",
         *(f"- `{line}`" for line in lines),
         "",

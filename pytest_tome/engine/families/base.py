@@ -25,6 +25,7 @@ class Family:
     backend = BACKEND_OURS  # who merges in its layers
     # The `apply_tome(backend=...)` choices that use this family; one family per layer each.
     backends: tuple[str, ...] = (BACKEND_OURS, BACKEND_TOMESD)
+
     def sites(self, model: nn.Module) -> list[Site]:
         raise NotImplementedError
 
