@@ -10,8 +10,8 @@ from pytest_tome.gate.measure.merged_calls import MergedCalls
 from pytest_tome.gate.measure.pipeline_calls import run_pipeline
 from pytest_tome.gate.results import RatioResult
 from pytest_tome.models.embedded import build_embedded
-from pytest_tome.report.layers import merged_layers_lines
-from pytest_tome.report.summary import report_markdown
+from pytest_tome.report.layers import merged_layers_lines, merged_levels_lines
+from pytest_tome.report.summary import report_markdown, summary_lines
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -33,6 +33,25 @@ def test_the_report_lists_each_merged_layer_with_its_downsampling_and_tokens() -
     assert "Merged layers (2): downsampling from the input" in markdown
     assert f"- `{DOWN} (/2): 1024 tokens -> 717 at 0.3, 512 at 0.5, 256 at todo 0.75`" in markdown
     assert "Merged layers" not in report_markdown([RatioResult("m", 0.5, "cpu")], [], {})
+
+
+def test_the_terminal_gives_one_line_per_level_and_token_count() -> None:
+    rows = [result(0.3, 717), result(0.5, 512), result(0.75, 256, "todo")]
+    deeper = RatioResult(
+        "tiny-sdxl", 0.5, "cpu", merged_layers=((DOWN, 2, 1024, 512), ("mid", 4, 256, 129))
+    )
+    assert merged_levels_lines(rows) == [
+        "merged 2 layers at /2: 1024 tokens -> 717 at 0.3, 512 at 0.5, 256 at todo 0.75"
+    ]
+    assert merged_levels_lines([deeper, result(0.5, 510)]) == [
+        "merged 2 layers at /2: 1024 tokens -> 510-512 at 0.5",
+        "merged 1 layer at /4: 256 tokens -> 129 at 0.5",
+    ]
+    lines = summary_lines(rows, [])
+    assert lines[-1] == (
+        "merged 2 layers at /2: 1024 tokens -> 717 at 0.3, 512 at 0.5, 256 at todo 0.75"
+    )
+    assert not any("merged" in line for line in summary_lines([RatioResult("m", 0.5, "cpu")], []))
 
 
 def test_merged_layers_survive_json() -> None:
