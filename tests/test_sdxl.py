@@ -3,6 +3,7 @@ level (/2), tomesd's silent no-op with its defaults caught, and the SDXL base pr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -159,3 +160,48 @@ def test_the_sdxl_preset_collects(pytester: pytest.Pytester) -> None:
         ["*test_user[[]arch:sdxl-base-1024-r0.3[]]", "*test_user[[]arch:sdxl-base-1024-r0.5[]]"]
     )
     assert result.ret == 0
+
+
+USER_GATE = """
+import numpy as np
+
+def test_merged_images_are_valid(tome_pipeline, tome_ratio, tome_generate):
+    images = tome_generate(ratio=tome_ratio)
+    assert images.shape[-1] == 3
+    assert not np.array_equal(images, tome_generate(ratio=0.0))
+
+def test_tome_gate(tome_gate, tome_ratio):
+    tome_gate(tome_ratio)
+
+def test_todo_gate(tome_gate):
+    tome_gate(0.75, method="todo")
+"""
+
+
+@pytest.mark.slow
+def test_a_users_gate_file_saves_then_passes_on_tiny_sdxl(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_gate=USER_GATE)
+    args = (
+        "--tome-models=tiny-sdxl", "--tome-ratios=0.3,0.5", "--tome-steps=2", "--tome-rounds=6",
+        "--tome-warmup=1", "--tome-baselines=baselines", "--tome-tol-speed=50%",
+        "--tome-inconclusive=warn",  # a shared CPU: noise must not fail this test of the flow
+        "-p", "no:randomly", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=5)
+    saved = json.loads((pytester.path / "baselines" / "cpu" / "tiny-sdxl.json").read_text())
+    assert sorted(saved["entries"]) == ["0.3", "0.5", "todo-r0.75"]
+    assert all(entry["fingerprint"]["tome"]["max_downsample"] is None
+               for entry in saved["entries"].values())  # fmt: skip
+    again = pytester.runpytest(*args)
+    again.assert_outcomes(passed=5)
+    again.stdout.fnmatch_lines(
+        [
+            "tiny-sdxl (cpu; 3 patched layers)",
+            "    ratio  time per image*",
+            "      0.3  * ms (base * ms)  *",
+            "      0.5  * ms (base * ms)  *",
+            "todo 0.75  * ms (base * ms)  *",
+            "patched layers take *% of a denoiser forward: speedup bound *x (Amdahl)",
+            "merged 3 layers at /2: 1024 tokens -> 717 at 0.3, 512 at 0.5, 256 at todo 0.75",
+        ]
+    )
