@@ -4,6 +4,7 @@ level (/2), tomesd's silent no-op with its defaults caught, and the SDXL base pr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,16 @@ def test_the_headroom_forward_gives_sdxl_its_added_conditioning(sdxl: Any) -> No
         handle.remove()
     assert seen["text_embeds"].shape == (2, sdxl.text_encoder_2.config.projection_dim)
     assert seen["time_ids"].tolist() == [[512, 512, 0, 0, 512, 512]] * 2
+
+
+def test_the_gate_has_no_sdxl_special_case() -> None:
+    """What SDXL adds (two encoders, added conditioning) lives in models/ and the families."""
+    import pytest_tome.gate
+
+    words = ("tiny-sdxl", "stablediffusionxl", "text_time", "text_encoder_2", "time_ids")
+    for path in Path(pytest_tome.gate.__file__).parent.rglob("*.py"):
+        code = path.read_text(encoding="utf-8").lower()
+        assert not [w for w in words if w in code], path
 
 
 def test_the_sdxl_preset_collects(pytester: pytest.Pytester) -> None:
