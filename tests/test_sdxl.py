@@ -193,9 +193,10 @@ def test_todo_gate(tome_gate):
 def test_a_users_gate_file_saves_then_passes_on_tiny_sdxl(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=USER_GATE)
     args = (
-        "--tome-models=tiny-sdxl", "--tome-ratios=0.3,0.5", "--tome-steps=2", "--tome-rounds=6",
-        "--tome-warmup=1", "--tome-baselines=baselines", "--tome-tol-speed=50%",
-        "--tome-inconclusive=warn",  # a shared CPU: noise must not fail this test of the flow
+        "--tome-models=tiny-sdxl", "--tome-ratios=0.3,0.5", "--tome-steps=2", "--tome-rounds=4",
+        "--tome-max-rounds=6", "--tome-warmup=1", "--tome-baselines=baselines",
+        # A shared CPU: noise must not fail this test of the flow.
+        "--tome-tol-speed=50%", "--tome-inconclusive=warn",
         "-p", "no:randomly", "-p", "no:cacheprovider",
     )  # fmt: skip
     pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=5)
