@@ -66,6 +66,8 @@ class RatioResult:
     # (check, status) per verdict row, e.g. ("speedup", "pass"), ("PSNR", "n/a"); a baseline
     # that could not be used is ("baseline", "missing" | "fingerprint mismatch" | "corrupt").
     checks: tuple[tuple[str, str], ...] = ()
+    # (name, downsample, tokens in, tokens out) of each merged layer on the last merged call.
+    merged_layers: tuple[tuple[str, int, int, int], ...] = ()
 
     @property
     def time_per_image(self) -> float | None:
@@ -98,6 +100,7 @@ class RatioResult:
         ):
             kwargs[key] = tuple(kwargs.get(key, ()))
         kwargs["checks"] = tuple(tuple(pair) for pair in kwargs.get("checks", ()))
+        kwargs["merged_layers"] = tuple(tuple(row) for row in kwargs.get("merged_layers", ()))
         if kwargs.get("speedup_ci") is not None:
             kwargs["speedup_ci"] = tuple(kwargs["speedup_ci"])
         for key in ("psnr", "ssim"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytest_tome.models import embedded_joint, embedded_transformers
+from pytest_tome.models import embedded_joint, embedded_sdxl, embedded_transformers
 
 EMBEDDED_SEED = 0
 
@@ -120,6 +120,8 @@ EMBEDDED: dict[str, Callable[[], Any]] = {
     "tiny-ddpm": _tiny_ddpm,
     "tiny-ldm": _tiny_ldm,
     "tiny-sd": _tiny_sd,
+    # SDXL: no attention at full resolution, two text encoders, added conditioning.
+    "tiny-sdxl": embedded_sdxl.tiny_sdxl,
     # DiT and PixArt-α: BasicTransformerBlocks over patch tokens.
     "tiny-dit": embedded_transformers.tiny_dit,
     "tiny-pixart": embedded_transformers.tiny_pixart,

@@ -19,6 +19,7 @@ from pytest_tome.gate.results import (
     Headroom,
     RatioResult,
 )
+from pytest_tome.report.layers import merged_layers_markdown, merged_levels_lines
 
 COLUMNS = ("ratio", "time per image", "speedup [95% CI]", "peak memory", "PSNR", "SSIM", "verdict")
 NUMERIC_COLUMNS = {"ratio"}  # right-aligned in both the terminal and markdown
@@ -204,6 +205,7 @@ def summary_lines(results: Sequence[RatioResult], headroom: Sequence[Headroom]) 
         lines.extend(f"  {note}" for note in _notes(rows))
         if room is not None:
             lines.append(headroom_line(room))
+        lines.extend(merged_levels_lines(rows))
     return lines
 
 
@@ -255,6 +257,7 @@ def report_markdown(
             lines += [*(f"- {_md_escape(note)}" for note in notes), ""]
         if room is not None:
             lines += [f"_{headroom_line(room)}_", ""]
+        lines += merged_layers_markdown(rows)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{title}]({path})\n" for title, path in figures]

@@ -116,6 +116,7 @@ def measure_ratio(
         psnr=psnr,
         ssim=ssim,
         patched_layers=layers,
+        merged_layers=merged.layers,
         image_base=thumbnail(paired.output_base),
         image_tome=thumbnail(paired.output_tome),
         method=method,
