@@ -140,7 +140,7 @@ def test_the_gate_names_a_broken_face_model_and_the_rebuild(
     )
     pytester.makepyfile("def test_gate(tome_gate, tome_ratio):\n    tome_gate(tome_ratio)\n")
     result = pytester.runpytest("--tome-models=faces-ddpm", "-p", "no:randomly")
-    result.assert_outcomes(errors=1)
+    result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*config.json is damaged*make train-faces*"])
 
 

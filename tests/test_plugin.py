@@ -73,7 +73,7 @@ def test_every_name_and_default_in_the_help_comes_from_the_code(
             opt.parse(opt.default)  # a default is valid input
     assert helps["--tome-baselines"].endswith(f"(default: <rootdir>/{BASELINES_FOLDER})")
     models = helps["--tome-models"]
-    assert set(re.findall(r"tiny-[\w-]+", models)) == set(EMBEDDED) | set(DEFAULT_MODELS)
+    assert set(re.findall(r"(?:tiny|faces)-[\w-]+", models)) == set(EMBEDDED) | set(DEFAULT_MODELS)
     assert f"({', '.join(EMBEDDED)})" in models
     assert set(DEFAULT_MODELS) <= set(EMBEDDED)
     named = {
