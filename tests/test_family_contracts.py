@@ -29,17 +29,24 @@ TRANSFORMERS = ("tiny-dit", "tiny-pixart")
 JOINT = ("tiny-sd3", "tiny-flux")
 FAMILIES = (*UNETS, *TRANSFORMERS, *JOINT)
 # The layers each pipeline's default patch covers (max_downsample=1).
+UNET_LEVEL_0 = (
+    "down_blocks.0.attentions.0",
+    "up_blocks.1.attentions.0",
+    "up_blocks.1.attentions.1",
+)
 LAYERS = {
-    "tiny-ddpm": ["down_blocks.0.attentions.0", "up_blocks.1.attentions.0", "up_blocks.1.attentions.1"],
-    "tiny-ldm": ["down_blocks.0.attentions.0", "up_blocks.1.attentions.0", "up_blocks.1.attentions.1"],
-    "tiny-sd": [f"{b}.transformer_blocks.0" for b in
-                ("down_blocks.0.attentions.0", "up_blocks.1.attentions.0", "up_blocks.1.attentions.1")],
+    "tiny-ddpm": list(UNET_LEVEL_0),
+    "tiny-ldm": list(UNET_LEVEL_0),
+    "tiny-sd": [f"{block}.transformer_blocks.0" for block in UNET_LEVEL_0],
     "tiny-dit": ["transformer_blocks.0", "transformer_blocks.1"],
     "tiny-pixart": ["transformer_blocks.0", "transformer_blocks.1"],
     "tiny-sd3": ["transformer_blocks.0.attn", "transformer_blocks.1.attn"],
-    "tiny-flux": ["transformer_blocks.0.attn", "single_transformer_blocks.0.attn",
-                  "single_transformer_blocks.1.attn"],
-}  # fmt: skip
+    "tiny-flux": [
+        "transformer_blocks.0.attn",
+        "single_transformer_blocks.0.attn",
+        "single_transformer_blocks.1.attn",
+    ],
+}
 # The ways of merging a family has besides plain ToMe (each with the ratio that merges).
 VARIANTS = {
     "tome": ({}, 0.5),
@@ -126,8 +133,8 @@ def test_ratio_zero_is_bit_identical(clean: dict[str, Any], name: str, variant: 
     pipe = clean[name]
     settings, _ = VARIANTS[variant]
     models = [denoiser(pipe)]
-    # The UNets at every batch size (odd ones keep fixed destinations) and in bfloat16 too.
-    batches = (1, 2, 3, 4) if name in UNETS and variant == "tome" else (2,)
+    # The UNets at an odd batch (fixed destinations) and an even one, and in bfloat16 too.
+    batches = (1, 2) if name in UNETS and variant == "tome" else (2,)
     if name in UNETS and variant == "tome":
         models.append(copy.deepcopy(models[0]).to(torch.bfloat16))
     for model in models:
