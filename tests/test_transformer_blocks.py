@@ -69,10 +69,6 @@ def run(model: Any, kwargs: dict[str, Any]) -> torch.Tensor:
     return model(hidden_states, **{k: v for k, v in kwargs.items() if k != "hidden_states"}).sample
 
 
-def attention_processors(model: Any) -> dict[str, Any]:
-    return {n: m.processor for n, m in model.named_modules() if hasattr(m, "set_processor")}
-
-
 @pytest.mark.parametrize("ratio", [0.3, 0.5])
 @pytest.mark.parametrize("size", [(64, 64), (48, 32)], ids=["32x32", "24x16"])
 def test_attention_sees_the_merged_image_tokens_and_every_text_token(
