@@ -1,6 +1,7 @@
-# Two commands from a fresh clone (only python3 >= 3.10 and make needed):
+# From a fresh clone (only python3 >= 3.10 and make needed):
 #   make gate   the ToMe gate on the embedded pipelines; writes report/
-#   make test   the test suite
+#   make test   the test suite without the gate and the benchmarks (under 5 minutes)
+#   make bench  the benchmarks: tests marked bench (or slow) that measure speed for real
 # Each sets up .venv first: torch (a CPU build where the index has one) then the project with
 # its constraints. Set-up is skipped while pyproject.toml and constraints.txt are unchanged.
 # Others: make lint, make train-faces, make gpu-wheels (here), make gpu-check (on a CUDA machine).
@@ -14,13 +15,18 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tome-installed
 
-.PHONY: gate test lint train-faces gpu-wheels gpu-check clean
+.PHONY: gate test bench lint train-faces gpu-wheels gpu-check clean
 
 gate: $(STAMP)
 	$(PY) -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 --tome-report=report
 
+# `make gate` runs tests/test_gate.py (marked gate), so `make test` leaves it out: CI gates
+# each ratio once.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not bench and not gate"
+
+bench: $(STAMP)
+	$(PY) -m pytest -m bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check pytest_tome tests conftest.py

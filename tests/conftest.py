@@ -17,3 +17,10 @@ def _heavy_stack_imported() -> None:
     import pytest_tome.gate.check
     import pytest_tome.report.plots  # matplotlib, which report.trend imports only to draw
     import pytest_tome.report.summary  # noqa: F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` is the older name of `bench`: `-m "not bench"` leaves both out."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("bench"):
+            item.add_marker(pytest.mark.bench)

@@ -37,6 +37,9 @@ FAST = (
     "-p",
     "no:cacheprovider",
 )
+# For runs whose speed verdict is not what a test checks (files, messages, usage errors, a
+# quality loss, a baseline saved to be read): two rounds, never more, and no warm-up.
+QUICK = ("--tome-rounds=2", "--tome-max-rounds=2", "--tome-warmup=0")
 
 # Wraps the merged pipeline call (the gate applies ToMe around it, so a patch is present):
 # sleeps for 40% of its own CPU time (a merged path that waits), spins for half of
@@ -102,7 +105,7 @@ def _baseline(pytester: pytest.Pytester) -> dict:
 def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
 
-    missing = _run(pytester, "--tome-ratios=0.5")
+    missing = _run(pytester, "--tome-ratios=0.5", *QUICK)
     missing.assert_outcomes(failed=1)
     missing.stdout.fnmatch_lines(
         [
@@ -136,7 +139,7 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     )
 
     pytester.makeconftest(PLANT.format(plant="noisy"))
-    noisy = _run(pytester, "--tome-ratios=0.5")
+    noisy = _run(pytester, "--tome-ratios=0.5", *QUICK)
     noisy.assert_outcomes(failed=1)
     noisy.stdout.fnmatch_lines(["*PSNR*fail*"])
 
@@ -153,14 +156,17 @@ def test_a_merged_path_that_sleeps_fails_saying_it_waits(pytester: pytest.Pytest
 
 def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", *QUICK).assert_outcomes(passed=1)
     pytester.makeconftest(PLANT.format(plant="noisy"))
     pytester.makepyfile(
         test_user_gate=GATE_TEST.replace(
             "def test_gate", '@pytest.mark.tome(psnr=100, ssim=1, speed="90%")\ndef test_gate'
         )
     )
-    _run(pytester, "--tome-ratios=0.5").assert_outcomes(passed=1)
+    # The quality tolerances decide here; two rounds cannot decide the speed: warn, not fail.
+    _run(pytester, "--tome-ratios=0.5", *QUICK, "--tome-inconclusive=warn").assert_outcomes(
+        passed=1
+    )
 
     pytester.makepyfile(
         test_user_gate=GATE_TEST.replace(
@@ -174,8 +180,8 @@ def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) 
 
 def test_fingerprint_mismatch_shows_both_settings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
-    result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=2")
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", *QUICK).assert_outcomes(passed=1)
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-steps=2", *QUICK)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*measured with different settings*", "*steps: baseline 3, now 2*"]
@@ -189,12 +195,12 @@ def test_corrupt_baseline_fails_naming_the_file_and_saving_moves_it_aside(
     folder = pytester.path / "baselines" / "cpu"
     folder.mkdir(parents=True)
     (folder / "tiny-ldm.json").write_text('{"schema": 1, "entries": {"0.5": ')
-    result = _run(pytester, "--tome-ratios=0.5")
+    result = _run(pytester, "--tome-ratios=0.5", *QUICK)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tiny-ldm.json*"])
     assert (folder / "tiny-ldm.json").read_text().endswith('"0.5": ')  # untouched
 
-    saved = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines")
+    saved = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", *QUICK)
     saved.assert_outcomes(passed=1)
     saved.stdout.fnmatch_lines(["*tiny-ldm.json*corrupt*"])
     aside = list(folder.glob("tiny-ldm.json.corrupt-*"))
@@ -221,8 +227,7 @@ def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.
         pytester,
         "--tome-ratios=0.7:0.9:0.1",
         "--tome-save-baselines",
-        "--tome-rounds=2",
-        "--tome-warmup=0",
+        *QUICK,
         "--tome-report=report",
         "-rs",
     )
@@ -238,11 +243,15 @@ def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.
 def test_benchmark_json_carries_the_gate_figures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
     result = _run(
-        pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--benchmark-json=bench.json"
+        pytester,
+        "--tome-ratios=0.5",
+        "--tome-save-baselines",
+        *QUICK,
+        "--benchmark-json=bench.json",
     )
     result.assert_outcomes(passed=1)
     bench = json.loads(Path(pytester.path, "bench.json").read_text())["benchmarks"]
-    assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 8
+    assert len(bench) == 1 and len(bench[0]["stats"]["data"]) == 2  # the timed rounds
     info = bench[0]["extra_info"]
     assert info["model"] == "tiny-ldm" and info["ratio"] == 0.5
     assert info["speedup"] > 0 and info["psnr"] > 20 and 0 < info["ssim"] <= 1
@@ -255,8 +264,7 @@ def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pyt
         "--tome-baselines=baselines",
         "--tome-ratios=0.1,0.2,0.3,0.4",
         "--tome-save-baselines",
-        "--tome-rounds=2",
-        "--tome-warmup=0",
+        *QUICK,
         "--tome-report=report",
         "-n",
         "2",
@@ -273,7 +281,7 @@ def test_xdist_workers_lose_no_entry_and_the_summary_merges(pytester: pytest.Pyt
 
 def test_progress_shows_in_verbose_runs_and_never_in_quiet_ones(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0")
+    args = ("--tome-ratios=0.5", "--tome-save-baselines", *QUICK)
     verbose = _run(pytester, *args, "-v")
     verbose.stdout.fnmatch_lines(
         [
@@ -293,9 +301,7 @@ def test_step_summary_gets_the_tables(
     summary = pytester.path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    _run(
-        pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2", "--tome-warmup=0"
-    ).assert_outcomes(passed=1)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", *QUICK).assert_outcomes(passed=1)
     text = summary.read_text()
     assert text.startswith("# pytest-tome report") and "## tiny-ldm" in text
     assert any(
@@ -316,7 +322,8 @@ def test_benchmark_autosave_then_compare_works_as_pytest_benchmark_users_expect(
 ) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
     storage = "--benchmark-storage=file://bench"
-    args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=3", "--tome-warmup=0")
+    args = ("--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=3", "--tome-max-rounds=3",
+            "--tome-warmup=0")  # fmt: skip
     _run(pytester, *args, "--benchmark-autosave", storage).assert_outcomes(passed=1)
     assert len(list((pytester.path / "bench").rglob("*.json"))) == 1
     compared = _run(pytester, *args, storage, "--benchmark-compare",
@@ -369,7 +376,7 @@ def test_a_run_time_no_op_fails_naming_the_layers_and_saves_nothing(
 ) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
     pytester.makeconftest(PLANT.format(plant="replaced"))
-    result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", "--tome-rounds=2")
+    result = _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines", *QUICK)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ToMe gate failed for tiny-ldm at ratio 0.5*"])
     stopped = [line for line in result.stdout.lines if "merging stopped at run time" in line]
@@ -379,12 +386,12 @@ def test_a_run_time_no_op_fails_naming_the_layers_and_saves_nothing(
 
 def test_benchmark_skip_still_runs_and_saves_the_gate(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
-    args = ("--tome-ratios=0.5", "--tome-rounds=2", "--tome-warmup=0", "--benchmark-skip")
+    args = ("--tome-ratios=0.5", *QUICK, "--benchmark-skip")
     saved = _run(pytester, *args, "--tome-save-baselines")
     saved.assert_outcomes(passed=1)
     assert len(_baseline(pytester)["entries"]["0.5"]["time_tome"]) >= 2
     # The verdict against a 2-round baseline may be too noisy to decide: only that it ran counts.
-    only = _run(pytester, *args[:3], "--benchmark-only", "--tome-inconclusive=warn")
+    only = _run(pytester, *args[:-1], "--benchmark-only", "--tome-inconclusive=warn")
     only.assert_outcomes(passed=1)
     only.stdout.fnmatch_lines(["tiny-ldm (cpu; 3 patched layers)", "*0.5*ms*"])
 

@@ -1,4 +1,5 @@
-"""ToDo (token downsampling) and shared matchings: exact where they must be, and what they remove."""
+"""ToDo (token downsampling) and shared matchings: the downsampling, its ratios, one matching per
+resolution. (Ratio 0, removal and ToDo's counts per family: tests/test_family_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -99,31 +100,6 @@ def test_unknown_method_is_refused_by_name() -> None:
 # --- ToDo through apply_tome -------------------------------------------------------------
 
 
-def test_todo_ratio_zero_and_removal_are_bit_identical(unet: torch.nn.Module) -> None:
-    args = inputs(unet)
-    base = run(unet, args)
-    with tome_applied(unet, 0.0, method="todo", seed=0) as patch:
-        assert patch.layers
-        assert torch.equal(run(unet, args), base)
-    with tome_applied(unet, 0.75, method="todo", seed=0):
-        assert not torch.equal(run(unet, args), base)
-    assert torch.equal(run(unet, args), base)
-
-
-@pytest.mark.parametrize(("ratio", "factor"), [(0.75, 2), (0.9375, 4)])
-def test_todo_keys_and_values_are_exactly_downsampled(
-    unet: torch.nn.Module, ratio: float, factor: int
-) -> None:
-    """Every patched layer saw all its tokens as queries and (h/k)(w/k) keys and values."""
-    with tome_applied(unet, ratio, method="todo", seed=0) as patch:
-        run(unet, inputs(unet, size=16))
-        merged = [layer for layer in patch.layers if layer.merged_calls]
-        assert merged, patch.describe()
-        for layer in merged:
-            side = int(layer.tokens_in**0.5)
-            assert layer.tokens_out == downsampled_tokens(side, side, factor), patch.describe()
-
-
 def test_todo_is_deterministic_and_needs_no_seed(unet: torch.nn.Module) -> None:
     args = inputs(unet)
     with tome_applied(unet, 0.75, method="todo"):
@@ -156,18 +132,13 @@ def test_shared_matching_is_made_once_per_resolution_per_forward(
     remove_tome(unet)
 
 
-def test_shared_matching_ratio_zero_and_removal_are_bit_identical(
-    unet: torch.nn.Module,
-) -> None:
+def test_shared_matching_is_the_same_again_after_reseed(unet: torch.nn.Module) -> None:
+    """(Ratio 0 and removal: tests/test_family_contracts.py.)"""
     args = inputs(unet)
-    base = run(unet, args)
-    with tome_applied(unet, 0.0, seed=0, share_matching=True, backend="pytest-tome"):
-        assert torch.equal(run(unet, args), base)
     with tome_applied(unet, 0.5, seed=0, share_matching=True, backend="pytest-tome") as patch:
         shared = run(unet, args)
         patch.reseed()
         assert torch.equal(run(unet, args), shared)  # seeded: the same from the seed on
-    assert torch.equal(run(unet, args), base)
 
 
 def test_a_shared_matching_equals_the_first_layers_own() -> None:
@@ -184,31 +155,3 @@ def test_a_shared_matching_equals_the_first_layers_own() -> None:
 
 
 # --- ToDo on the transformer backbones (DiT, PixArt-α) ------------------------------------
-
-
-@pytest.mark.parametrize("name", ["tiny-dit", "tiny-pixart"])
-def test_todo_on_transformer_backbones(name: str) -> None:
-    model = build_embedded(name).transformer
-    gen = torch.Generator().manual_seed(0)
-    kwargs: dict = {"timestep": torch.tensor([500, 500])}
-    if name == "tiny-dit":
-        kwargs["class_labels"] = torch.tensor([207, 1000])
-    else:
-        kwargs["encoder_hidden_states"] = torch.randn(2, 120, 32, generator=gen)
-        kwargs["added_cond_kwargs"] = {"resolution": None, "aspect_ratio": None}
-    sample = torch.randn(2, 4, 64, 64, generator=gen)
-
-    @torch.no_grad()
-    def backbone_run(model: torch.nn.Module, kwargs: dict) -> torch.Tensor:
-        return model(sample, **kwargs).sample
-
-    base = backbone_run(model, kwargs)
-    with tome_applied(model, 0.0, method="todo"):
-        assert torch.equal(backbone_run(model, kwargs), base)
-    with tome_applied(model, 0.75, method="todo") as patch:
-        todo = backbone_run(model, kwargs)
-        side = 64 // model.config.patch_size
-        assert {layer.tokens_out for layer in patch.layers} == {(side // 2) ** 2}
-        assert all(layer.tokens_in == side * side for layer in patch.layers)
-    assert not torch.equal(todo, base)
-    assert torch.equal(backbone_run(model, kwargs), base)

@@ -90,10 +90,13 @@ def test_ci_runs_the_readme_commands_with_cpu_torch(ci):
     assert setup["with"]["python-version"] == "3.11"
     scripts = [s.get("run", "") for s in job["steps"]]
     cpu = "TORCH_INDEX=https://download.pytorch.org/whl/cpu"
-    assert scripts.index(f"make test {cpu}") < scripts.index(f"make gate {cpu}")
+    commands = [f"make {target} {cpu}" for target in ("test", "bench", "gate")]
+    assert [scripts.index(command) for command in commands] == sorted(
+        scripts.index(command) for command in commands
+    )
 
 
-def test_make_installs_torch_first_then_the_project_and_runs_the_two_commands():
+def test_make_installs_torch_first_then_the_project_and_runs_the_three_commands():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     torch = makefile.index(
         'pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"'
@@ -102,8 +105,10 @@ def test_make_installs_torch_first_then_the_project_and_runs_the_two_commands():
     assert "TORCH ?= torch==2.13.0" in makefile
     assert "$(STAMP): pyproject.toml constraints.txt" in makefile
     assert "gate: $(STAMP)\n\t$(PY) -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 " in makefile
-    assert "test: $(STAMP)\n\t$(PY) -m pytest\n" in makefile
-    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().endswith("make test")
+    assert 'test: $(STAMP)\n\t$(PY) -m pytest -m "not bench and not gate"\n' in makefile
+    assert "bench: $(STAMP)\n\t$(PY) -m pytest -m bench\n" in makefile
+    run = (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().splitlines()
+    assert run[-3:] == ["make test", "make bench", "make gate"]
 
 
 def test_ci_uploads_the_report_even_when_the_gate_fails(ci):
