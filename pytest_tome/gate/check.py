@@ -242,19 +242,14 @@ class Gate:
     def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
         import torch
 
-        from pytest_tome.gate.store.fingerprints import fingerprint
+        from pytest_tome.gate.store.fingerprints import plan_fingerprint
 
-        plan = self.plan(result.ratio, result.method)
         image = result.image_base
-        return fingerprint(
-            model=self.spec.name,
-            steps=plan.steps,
-            seed=plan.seed,
-            images=plan.images,
+        return plan_fingerprint(
+            self.plan(result.ratio, result.method),
+            torch.get_num_threads(),
             resolution=[image.height, image.width] if image else None,
-            dtype=plan.dtype,
             tome={**TOME_ARGS, "method": result.method},
-            **plan.timing(torch.get_num_threads()),
         )
 
     def device_key(self) -> str:
