@@ -19,7 +19,7 @@ import pytest
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.measure.plan import TOME_ARGS, RunPlan, run_plan
-from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_MERGEABLE, RatioResult
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TomeSession
@@ -131,17 +131,19 @@ class Gate:
         )
 
     def undecided(self, plan: RunPlan) -> Callable[..., bool]:
-        """Whether the speedup so far is too noisy to decide against the stored baseline."""
+        """Whether the speedup so far is too noisy to decide against the stored baseline, or
+        (saving) to store: its interval must also reach SAVE_COVERAGE."""
+        from pytest_tome.gate.decide.admission import interval_too_short
         from pytest_tome.gate.decide.speed import speed_undecided
         from pytest_tome.gate.store.baselines import peek_baseline
 
         s = self.session.settings
-        baseline = (
-            None
-            if s.save_baselines
-            else peek_baseline(
-                s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
+        if s.save_baselines:
+            return lambda base, tome: (
+                speed_undecided(base, tome, None, self.tolerances) or interval_too_short(base, tome)
             )
+        baseline = peek_baseline(
+            s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
         )
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
 
@@ -163,24 +165,12 @@ class Gate:
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.gate.decide.verdicts import decide
-        from pytest_tome.gate.store.baselines import BaselineEntry, load_entry, save_entries
+        from pytest_tome.gate.store.baselines import load_entry
 
         s = self.session.settings
         fingerprint = self._fingerprint(result)
         if s.save_baselines:
-            decision = decide(
-                result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
-            )
-            result = replace(
-                result, verdict=decision.verdict, reasons=decision.reasons, checks=decision.checks
-            )
-            with self._failing(result):
-                outcome = save_entries(
-                    s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
-                )
-            if outcome.message:
-                self.session.notes.append(outcome.message)
-            return self.record(result)
+            return self._save(result, fingerprint)
         with self._failing(result):
             baseline = load_entry(
                 s.baselines,
@@ -210,6 +200,37 @@ class Gate:
             )
         return result
 
+    def _save(self, result: RatioResult, fingerprint: dict[str, Any]) -> RatioResult:
+        """Store the measurement, unless its own verdict fails or its interval is too short
+        to compare with: then fail and write nothing (every row of a good save says `new`)."""
+        __tracebackhide__ = True
+        from pytest_tome.gate.decide.admission import save_problems
+        from pytest_tome.gate.decide.verdicts import decide
+        from pytest_tome.gate.store.baselines import BaselineEntry, save_entries
+
+        s = self.session.settings
+        decision = decide(
+            result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
+        )
+        problems = save_problems(result, decision)
+        verdict = FAIL if problems else NEW
+        result = replace(result, verdict=verdict, reasons=problems, checks=decision.checks)
+        if verdict == FAIL:
+            self.record(result)
+            pytest.fail(
+                f"baseline not saved for {self.spec.name} at ratio {result.ratio:g} on "
+                f"{result.device}: a saving run stores only measurements that pass their own "
+                "checks.\n" + "\n".join(problems) + f"\n{decision.table}",
+                pytrace=False,
+            )
+        with self._failing(result):
+            outcome = save_entries(
+                s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
+            )
+        if outcome.message:
+            self.session.notes.append(outcome.message)
+        return self.record(result)
+
     def _inconclusive(self, result: RatioResult, table: str) -> None:
         """Too noisy to decide: fail with what to do, or (--tome-inconclusive=warn) note it."""
         __tracebackhide__ = True
@@ -218,8 +239,7 @@ class Gate:
             f"ToMe gate inconclusive for {self.spec.name} at ratio {result.ratio:g} on "
             f"{result.device}: too noisy to tell a pass from a fail after "
             f"{len(result.time_tome)} rounds (threads={s.threads or 'auto'}).\n{table}\n"
-            "Rerun on a quieter machine, raise --tome-rounds or --tome-max-rounds, use "
-            "--tome-threads=1, or widen --tome-tol-speed; --tome-inconclusive=warn lets it pass."
+            + inconclusive_advice(s.threads)
         )
         if s.inconclusive == "fail":
             pytest.fail(text, pytrace=False)
@@ -262,6 +282,15 @@ class Gate:
     def record(self, result: RatioResult) -> RatioResult:
         self.session.results.append(result)
         return result
+
+
+def inconclusive_advice(threads: int | None) -> str:
+    """What to do about an inconclusive speed call; one thread is advised only if not used."""
+    steps = ["rerun on a quieter machine", "raise --tome-rounds or --tome-max-rounds"]
+    if threads != 1:
+        steps.append("use --tome-threads=1")
+    steps.append("or widen --tome-tol-speed")
+    return ", ".join(steps).capitalize() + "; --tome-inconclusive=warn lets it pass."
 
 
 def _json_float(value: float | None) -> float | str | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from pytest_tome.atomic import write_atomic
-from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, RatioResult
 from pytest_tome.gate.store.entry_rules import check_fields
 from pytest_tome.gate.store.fingerprints import compare_fingerprints
 
@@ -218,6 +218,13 @@ def save_entries(
     lock, so concurrent writers lose nothing. A corrupt file is moved aside, never lost.
     """
     path = baseline_path(folder, device, model)
+    entries = list(entries)
+    for entry in entries:
+        if entry.result.verdict in (FAIL, INCONCLUSIVE):
+            raise ValueError(
+                f"{model} at ratio {entry.result.ratio:g}: a measurement whose own verdict is "
+                f"{entry.result.verdict!r} is never stored as a baseline"
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(path.with_name(path.name + ".lock")):
