@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_tome.gate.check import inconclusive_advice
-from pytest_tome.gate.decide.admission import rounds_for, save_problems
+from pytest_tome.gate.decide.admission import rounds_for, save_problems, short_interval
 from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.decide.verdicts import decide
 from pytest_tome.gate.results import FAIL, RatioResult
@@ -66,33 +66,35 @@ def test_every_row_of_a_good_saving_run_says_new(pytester) -> None:
 
 
 def test_a_two_round_baseline_gets_the_rounds_a_95_percent_interval_needs(pytester) -> None:
-    """--tome-rounds=2 used to store a 50% interval, and an unchanged rerun then read as
-    inconclusive. The saving run adds rounds up to six; capped below that, it refuses."""
+    """--tome-rounds=2 used to store a 50% interval without a word, and an unchanged rerun
+    then read as inconclusive. The saving run adds rounds up to six; capped below that by
+    --tome-max-rounds, it saves with a warning that says what to do."""
     import json
 
     pytester.makepyfile(test_user_gate=GATE_TEST)
     capped = pytester.runpytest(
         *FAST, "--tome-rounds=2", "--tome-max-rounds=2", "--tome-save-baselines"
     )
-    capped.assert_outcomes(failed=1)
-    capped.stdout.fnmatch_lines(["*2 rounds give a 50% interval*at least 6 rounds*"])
-    assert not (pytester.path / STORED).exists()
+    capped.assert_outcomes(passed=1)
+    capped.stdout.fnmatch_lines(["WARNING: *saved with 2 rounds: a 50% interval*--tome-rounds=6*"])
+    assert len(json.loads((pytester.path / STORED).read_text())["entries"]["0.5"]["time_tome"]) == 2
+    (pytester.path / STORED).unlink()
     grown = pytester.runpytest(*FAST, "--tome-rounds=2", "--tome-save-baselines")
     grown.assert_outcomes(passed=1)
+    assert "WARNING" not in grown.stdout.str()
     entry = json.loads((pytester.path / STORED).read_text())["entries"]["0.5"]
     assert len(entry["time_tome"]) >= rounds_for() == 6
 
 
-def test_save_problems_name_a_failed_check_and_a_short_interval() -> None:
+def test_save_problems_are_the_failed_checks_and_a_short_interval_warns() -> None:
     tol = Tolerances()
     good = steady(6, psnr=30.0, ssim=0.9)
-    assert save_problems(good, decide(good, None, tol, quality_applies=True)) == ()
+    assert save_problems(decide(good, None, tol, quality_applies=True)) == ()
+    assert short_interval(good) is None
     noise = steady(6, psnr=95.0, ssim=1.0)
-    problems = save_problems(noise, decide(noise, None, tol, quality_applies=True))
+    problems = save_problems(decide(noise, None, tol, quality_applies=True))
     assert any(p.startswith("PSNR:") for p in problems), problems
-    short = steady(3, psnr=30.0, ssim=0.9)
-    problems = save_problems(short, decide(short, None, tol, quality_applies=True))
-    assert problems and "3 rounds give a 75% interval" in problems[0]
+    assert "3 rounds: a 75% interval" in short_interval(steady(3))
 
 
 def test_the_store_refuses_a_failed_measurement(tmp_path) -> None:
@@ -105,3 +107,9 @@ def test_the_store_refuses_a_failed_measurement(tmp_path) -> None:
 @pytest.mark.parametrize(("threads", "advised"), [(1, False), (None, True), (4, True)])
 def test_inconclusive_advice_suggests_one_thread_only_when_not_already_used(threads, advised):
     assert ("--tome-threads=1" in inconclusive_advice(threads)) is advised
+
+
+def test_inconclusive_advice_names_a_baseline_with_too_few_rounds() -> None:
+    assert "re-save the baseline" not in inconclusive_advice(1, 8)
+    advice = inconclusive_advice(1, 2)
+    assert advice.startswith("Re-save the baseline with --tome-rounds=6 or more (it has 2 rounds")

@@ -190,7 +190,7 @@ class Gate:
             )
         )
         if decision.verdict == INCONCLUSIVE:
-            self._inconclusive(result, decision.table)
+            self._inconclusive(result, decision.table, len(baseline.time_tome))
         if decision.verdict == "fail":
             pytest.fail(
                 f"{_METHOD_NAMES[result.method]} gate failed for {self.spec.name} at ratio "
@@ -201,10 +201,10 @@ class Gate:
         return result
 
     def _save(self, result: RatioResult, fingerprint: dict[str, Any]) -> RatioResult:
-        """Store the measurement, unless its own verdict fails or its interval is too short
-        to compare with: then fail and write nothing (every row of a good save says `new`)."""
+        """Store the measurement, unless its own verdict fails: then fail and write nothing
+        (every row of a good save says `new`). A short interval is stored with a warning."""
         __tracebackhide__ = True
-        from pytest_tome.gate.decide.admission import save_problems
+        from pytest_tome.gate.decide.admission import save_problems, short_interval
         from pytest_tome.gate.decide.verdicts import decide
         from pytest_tome.gate.store.baselines import BaselineEntry, save_entries
 
@@ -212,10 +212,10 @@ class Gate:
         decision = decide(
             result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
         )
-        problems = save_problems(result, decision)
+        problems = save_problems(decision)
         verdict = FAIL if problems else NEW
-        result = replace(result, verdict=verdict, reasons=problems, checks=decision.checks)
-        if verdict == FAIL:
+        result = replace(result, verdict=verdict, reasons=decision.reasons, checks=decision.checks)
+        if problems:
             self.record(result)
             pytest.fail(
                 f"baseline not saved for {self.spec.name} at ratio {result.ratio:g} on "
@@ -223,6 +223,9 @@ class Gate:
                 "checks.\n" + "\n".join(problems) + f"\n{decision.table}",
                 pytrace=False,
             )
+        warning = short_interval(result)
+        if warning:
+            self.session.notes.append(f"WARNING: {warning}")
         with self._failing(result):
             outcome = save_entries(
                 s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
@@ -231,7 +234,7 @@ class Gate:
             self.session.notes.append(outcome.message)
         return self.record(result)
 
-    def _inconclusive(self, result: RatioResult, table: str) -> None:
+    def _inconclusive(self, result: RatioResult, table: str, baseline_rounds: int) -> None:
         """Too noisy to decide: fail with what to do, or (--tome-inconclusive=warn) note it."""
         __tracebackhide__ = True
         s = self.session.settings
@@ -239,7 +242,7 @@ class Gate:
             f"ToMe gate inconclusive for {self.spec.name} at ratio {result.ratio:g} on "
             f"{result.device}: too noisy to tell a pass from a fail after "
             f"{len(result.time_tome)} rounds (threads={s.threads or 'auto'}).\n{table}\n"
-            + inconclusive_advice(s.threads)
+            + inconclusive_advice(s.threads, baseline_rounds)
         )
         if s.inconclusive == "fail":
             pytest.fail(text, pytrace=False)
@@ -284,13 +287,23 @@ class Gate:
         return result
 
 
-def inconclusive_advice(threads: int | None) -> str:
-    """What to do about an inconclusive speed call; one thread is advised only if not used."""
-    steps = ["rerun on a quieter machine", "raise --tome-rounds or --tome-max-rounds"]
+def inconclusive_advice(threads: int | None, baseline_rounds: int | None = None) -> str:
+    """What to do about an inconclusive speed call: one thread only if not already used, and
+    a baseline re-saved with more rounds if its own interval is short."""
+    from pytest_tome.gate.decide.admission import rounds_for
+
+    steps = []
+    if baseline_rounds is not None and baseline_rounds < rounds_for():
+        steps.append(
+            f"re-save the baseline with --tome-rounds={rounds_for()} or more "
+            f"(it has {baseline_rounds} rounds, too few for a 95% interval)"
+        )
+    steps += ["rerun on a quieter machine", "raise --tome-rounds or --tome-max-rounds"]
     if threads != 1:
         steps.append("use --tome-threads=1")
     steps.append("or widen --tome-tol-speed")
-    return ", ".join(steps).capitalize() + "; --tome-inconclusive=warn lets it pass."
+    text = ", ".join(steps)
+    return text[0].upper() + text[1:] + "; --tome-inconclusive=warn lets it pass."
 
 
 def _json_float(value: float | None) -> float | str | None:

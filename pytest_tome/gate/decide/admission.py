@@ -1,5 +1,5 @@
-"""What a saving run may store: a measurement that passes its own checks, with an interval
-that covers its median as often as every later run's comparison assumes."""
+"""What a saving run may store: a measurement that passes its own checks; and a warning when
+its interval covers its median less often than every later run's comparison assumes."""
 
 from __future__ import annotations
 
@@ -23,18 +23,23 @@ def interval_too_short(time_base: tuple[float, ...], time_tome: tuple[float, ...
     return paired_speedup(time_base, time_tome).confidence < SAVE_COVERAGE
 
 
-def save_problems(result: RatioResult, decision: Decision) -> tuple[str, ...]:
-    """Why `result` (decided against no baseline) must not be stored; () when it may be."""
+def save_problems(decision: Decision) -> tuple[str, ...]:
+    """Why a measurement decided against no baseline must not be stored; () when it may be."""
+    return decision.reasons if decision.verdict != NEW else ()
+
+
+def short_interval(result: RatioResult) -> str | None:
+    """A warning when the speedup's interval covers its median less often than every later
+    comparison assumes (fewer than `rounds_for()` rounds); None when it is long enough."""
     from pytest_tome.gate.decide.stats import paired_speedup
 
-    problems = list(decision.reasons) if decision.verdict != NEW else []
-    if result.time_tome and interval_too_short(result.time_base, result.time_tome):
-        coverage = paired_speedup(result.time_base, result.time_tome).confidence
-        need = rounds_for()
-        problems.insert(
-            0,
-            f"speedup: {len(result.time_tome)} rounds give a {coverage:.0%} interval, not the "
-            f"95% every later run is compared with; a baseline needs at least {need} rounds "
-            f"(--tome-rounds={need}, or a --tome-max-rounds of {need} or more)",
-        )
-    return tuple(problems)
+    if not result.time_tome or not interval_too_short(result.time_base, result.time_tome):
+        return None
+    coverage = paired_speedup(result.time_base, result.time_tome).confidence
+    need = rounds_for()
+    return (
+        f"the baseline of {result.model} at ratio {result.ratio:g} was saved with "
+        f"{len(result.time_tome)} rounds: a {coverage:.0%} interval, not the 95% later runs are "
+        f"compared with, so an unchanged rerun may read as inconclusive; save it with "
+        f"--tome-rounds={need} or more (or a --tome-max-rounds of {need} or more)"
+    )
