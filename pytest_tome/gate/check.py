@@ -74,8 +74,9 @@ class Gate:
             )
             pytest.skip(f"{self.spec.name}: {skip}")
         plan = self.plan(ratio, method)
+        baseline = self._stored_baseline(plan)
         self._headroom(plan)
-        result = self._measure(plan)
+        result = self._measure(plan, baseline)
         self.extra_info.update(
             model=self.spec.name,
             method=method,
@@ -97,7 +98,7 @@ class Gate:
             self.session.settings, self.spec.name, ratio, method, self.session.cpu_threads
         )
 
-    def _measure(self, plan: RunPlan) -> RatioResult:
+    def _measure(self, plan: RunPlan, baseline: RatioResult | None) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.engine import TomeNotApplicable
         from pytest_tome.gate.decide.stats import paired_speedup
@@ -114,7 +115,7 @@ class Gate:
                     quality=not self.spec.weights_are_random,
                     pedantic=self.pedantic,
                     progress=self.progress,
-                    undecided=self.undecided(plan),
+                    undecided=self.undecided(baseline),
                 )
             speedup = paired_speedup(result.time_base, result.time_tome)
             return replace(result, speedup=speedup.median, speedup_ci=speedup.ci)
@@ -130,22 +131,43 @@ class Gate:
             pytrace=False,
         )
 
-    def undecided(self, plan: RunPlan) -> Callable[..., bool]:
-        """Whether the speedup so far is too noisy to decide against the stored baseline, or
-        (saving) to store: its interval must also reach SAVE_COVERAGE."""
+    def undecided(self, baseline: RatioResult | None) -> Callable[..., bool]:
+        """Whether the speedup so far is too noisy to decide against `baseline`, or (saving)
+        to store: its interval must also reach the coverage later comparisons assume."""
         from pytest_tome.gate.decide.admission import interval_too_short
         from pytest_tome.gate.decide.speed import speed_undecided
-        from pytest_tome.gate.store.baselines import peek_baseline
 
-        s = self.session.settings
-        if s.save_baselines:
+        if self.session.settings.save_baselines:
             return lambda base, tome: (
                 speed_undecided(base, tome, None, self.tolerances) or interval_too_short(base, tome)
             )
-        baseline = peek_baseline(
-            s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
-        )
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
+
+    def _stored_baseline(self, plan: RunPlan) -> RatioResult | None:
+        """The baseline, read and checked before the first round: a corrupt file, an entry
+        without quality or one of other settings fails now, not after measuring. None when
+        saving, or when there is none (measured, then reported with the save command)."""
+        __tracebackhide__ = True
+        from pytest_tome.gate.store.baselines import MissingBaseline
+
+        if self.session.settings.save_baselines:
+            return None
+        empty = RatioResult(self.spec.key, plan.ratio, self.device_key(), method=plan.method)
+        with self._failing(empty):
+            try:
+                return self._load(empty, self._fingerprint(plan, None), unknown=("resolution",))
+            except MissingBaseline:
+                return None
+
+    def _load(self, result: RatioResult, fingerprint: dict, **kw: Any) -> RatioResult:
+        from pytest_tome.gate.store.baselines import load_entry
+
+        s = self.session.settings
+        return load_entry(
+            s.baselines, result.device, self.spec.key, result.ratio, fingerprint=fingerprint,
+            save_command=self.save_command, method=result.method,
+            quality=not self.spec.weights_are_random, **kw,
+        )  # fmt: skip
 
     def _headroom(self, plan: RunPlan) -> None:
         """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
@@ -165,22 +187,15 @@ class Gate:
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.gate.decide.verdicts import decide
-        from pytest_tome.gate.store.baselines import load_entry
 
         s = self.session.settings
-        fingerprint = self._fingerprint(result)
+        image = result.image_base
+        resolution = [image.height, image.width] if image else None
+        fingerprint = self._fingerprint(self.plan(result.ratio, result.method), resolution)
         if s.save_baselines:
             return self._save(result, fingerprint)
         with self._failing(result):
-            baseline = load_entry(
-                s.baselines,
-                result.device,
-                self.spec.key,
-                result.ratio,
-                fingerprint=fingerprint,
-                save_command=self.save_command,
-                method=result.method,
-            )
+            baseline = self._load(result, fingerprint)
         decision = decide(
             result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
         )
@@ -237,6 +252,8 @@ class Gate:
     def _inconclusive(self, result: RatioResult, table: str, baseline_rounds: int) -> None:
         """Too noisy to decide: fail with what to do, or (--tome-inconclusive=warn) note it."""
         __tracebackhide__ = True
+        from pytest_tome.gate.decide.advice import inconclusive_advice
+
         s = self.session.settings
         text = (
             f"ToMe gate inconclusive for {self.spec.name} at ratio {result.ratio:g} on "
@@ -262,18 +279,13 @@ class Gate:
             self.record(replace(result, verdict="fail", reasons=why, checks=checks))
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
-    def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
+    def _fingerprint(self, plan: RunPlan, resolution: list[int] | None) -> dict[str, Any]:
         import torch
 
         from pytest_tome.gate.store.fingerprints import plan_fingerprint
 
-        image = result.image_base
-        return plan_fingerprint(
-            self.plan(result.ratio, result.method),
-            torch.get_num_threads(),
-            resolution=[image.height, image.width] if image else None,
-            tome={**TOME_ARGS, "method": result.method},
-        )
+        tome = {**TOME_ARGS, "method": plan.method}
+        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution, tome=tome)
 
     def device_key(self) -> str:
         import torch
@@ -285,25 +297,6 @@ class Gate:
     def record(self, result: RatioResult) -> RatioResult:
         self.session.results.append(result)
         return result
-
-
-def inconclusive_advice(threads: int | None, baseline_rounds: int | None = None) -> str:
-    """What to do about an inconclusive speed call: one thread only if not already used, and
-    a baseline re-saved with more rounds if its own interval is short."""
-    from pytest_tome.gate.decide.admission import rounds_for
-
-    steps = []
-    if baseline_rounds is not None and baseline_rounds < rounds_for():
-        steps.append(
-            f"re-save the baseline with --tome-rounds={rounds_for()} or more "
-            f"(it has {baseline_rounds} rounds, too few for a 95% interval)"
-        )
-    steps += ["rerun on a quieter machine", "raise --tome-rounds or --tome-max-rounds"]
-    if threads != 1:
-        steps.append("use --tome-threads=1")
-    steps.append("or widen --tome-tol-speed")
-    text = ", ".join(steps)
-    return text[0].upper() + text[1:] + "; --tome-inconclusive=warn lets it pass."
 
 
 def _json_float(value: float | None) -> float | str | None:
