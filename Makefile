@@ -3,7 +3,7 @@
 #   make test   the test suite
 # Each sets up .venv first: torch (a CPU build where the index has one) then the project with
 # its constraints. Set-up is skipped while pyproject.toml and constraints.txt are unchanged.
-# Others: make lint, make gpu-wheels (here), make gpu-check (on a CUDA machine).
+# Others: make lint, make train-faces, make gpu-wheels (here), make gpu-check (on a CUDA machine).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tome-installed
 
-.PHONY: gate test lint gpu-wheels gpu-check clean
+.PHONY: gate test lint train-faces gpu-wheels gpu-check clean
 
 gate: $(STAMP)
 	$(PY) -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 --tome-report=report
@@ -27,6 +27,11 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check pytest_tome tests conftest.py
 	$(VENV)/bin/zizmor --offline .github/workflows
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+# Retrain faces-ddpm and faces-ldm (seeded, one CPU thread each, about 30 minutes on 2 cores):
+# rewrites pytest_tome/models/faces/weights/ and docs/faces/loss-<model>.png and samples.png.
+train-faces: $(STAMP)
+	$(PY) scripts/train_faces.py
 
 # Reinstalled when pyproject.toml or constraints.txt change (the stamp is older than they are).
 $(STAMP): pyproject.toml constraints.txt

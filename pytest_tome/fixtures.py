@@ -61,6 +61,19 @@ def tome_pipeline(tome_model: ModelSpec, tome_settings: TomeSettings) -> Iterato
     del pipe
 
 
+_NO_RATIO: Any = object()  # tome_generate() / tome_gate() called without a ratio
+
+
+def _needs_ratio(fixture: str) -> None:
+    """Fail the test saying what the call lacks (not a TypeError about a missing argument)."""
+    __tracebackhide__ = True
+    pytest.fail(
+        f"{fixture}() needs a merge ratio in [0, 1): {fixture}(0.5), or {fixture}(tome_ratio) "
+        "with the tome_ratio fixture to run every --tome-ratios value",
+        pytrace=False,
+    )
+
+
 @pytest.fixture
 def tome_generate(
     tome_pipeline: Any, tome_settings: TomeSettings, tome_model: ModelSpec
@@ -75,8 +88,10 @@ def tome_generate(
     from pytest_tome.gate.measure.pipeline_calls import generate
     from pytest_tome.methods import METHOD_TOME
 
-    def run(ratio: float, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
+    def run(ratio: Any = _NO_RATIO, method: str = METHOD_TOME, **tome_kwargs: Any) -> np.ndarray:
         __tracebackhide__ = True
+        if ratio is _NO_RATIO:
+            _needs_ratio("tome_generate")
         _check_generate_arguments(ratio, method, tome_kwargs)  # names a bad method or ratio
         limit = max_ratio(tome_kwargs.get("sx", 2), tome_kwargs.get("sy", 2))
         if method == METHOD_TOME and not 0 <= ratio <= limit:
@@ -163,8 +178,10 @@ def tome_gate(
     def pedantic(*args: Any, **kwargs: Any) -> Any:
         return request.getfixturevalue("benchmark").pedantic(*args, **kwargs)
 
-    def check(ratio: float, method: str | None = None) -> Any:
+    def check(ratio: float = _NO_RATIO, method: str | None = None) -> Any:
         __tracebackhide__ = True
+        if ratio is _NO_RATIO:
+            _needs_ratio("tome_gate")
         method = method or tome_method
         gate = Gate(
             session=tome_session(request.config),

@@ -81,7 +81,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     s = session.settings
     ratios = ",".join(f"{r:g}" for r in s.ratios) + _methods(s)
     saving = " (saving baselines)" if s.save_baselines else ""
-    return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios}{saving}"]
+    return [f"tome: device={s.device} dtype={s.dtype} ratios={ratios}{_timing(s)}{saving}"]
+
+
+def _timing(s: TomeSettings) -> str:
+    """` threads=auto clock=wall` when the timing policy is not the default, else nothing."""
+    default = TomeSettings()
+    if (s.threads, s.clock) == (default.threads, default.clock):
+        return ""
+    return f" threads={s.threads or 'auto'} clock={s.clock}"
 
 
 def _methods(s: TomeSettings) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -46,10 +46,16 @@ class TomeSession:
             "results": [r.to_dict() for r in self.results],
             "headroom": [h.to_dict() for h in self.headroom.values()],
             "notes": list(self.notes),
+            "device": self.settings.device if self.device_resolved else None,
         }
 
     def merge_workeroutput(self, data: dict[str, Any]) -> None:
         self.results.extend(RatioResult.from_dict(r) for r in data.get("results", ()))
+        if data.get("device"):  # the controller never resolves: it shows what workers used
+            seen = set(self.settings.device.split(",")) if self.device_resolved else set()
+            device = ",".join(sorted(seen | {data["device"]}))
+            self.settings = replace(self.settings, device=device)
+            self.device_resolved = True
         for item in data.get("headroom", ()):
             self.headroom.setdefault(item["model"], Headroom.from_dict(item))
         self.notes.extend(data.get("notes", ()))

@@ -11,6 +11,8 @@ from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.methods import METHOD_TOME, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelLoadError, ModelSpec, resolve_model
 
+BASELINES_FOLDER = "baselines"  # the default --tome-baselines, at the rootdir
+
 
 class SettingsError(ValueError):
     """A combination of settings that cannot run here; the message says why and what works."""
@@ -34,7 +36,7 @@ class TomeSettings:
     threads: int | None = 1  # torch threads while timing on the CPU; None: torch's own count
     inconclusive: str = "fail"  # or "warn"
     clock: str = "auto"  # "wall", "cpu" (thread CPU time), or auto: cpu with 1 CPU thread
-    baselines: Path = Path("baselines")
+    baselines: Path = Path(BASELINES_FOLDER)
     save_baselines: bool = False
     report: Path | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
@@ -91,13 +93,21 @@ def build_settings(
     # the default baselines folder lives at the rootdir.
     here = invocation_dir or rootdir
     baselines = (
-        here / values["tome_baselines"] if values["tome_baselines"] else rootdir / "baselines"
+        here / values["tome_baselines"] if values["tome_baselines"] else rootdir / BASELINES_FOLDER
     )
     check_baselines_folder(baselines, saving=bool(values["tome_save_baselines"]))
     if values["tome_clock"] == "cpu" and values["tome_threads"] != 1:
+        threads = values["tome_threads"] or "auto"
         raise SettingsError(
-            "--tome-clock=cpu times the calling thread's CPU time, which misses the work of "
-            "other threads: it needs --tome-threads=1 (or use --tome-clock=wall)"
+            f"--tome-clock=cpu with --tome-threads={threads}: the CPU clock times the calling "
+            "thread only, which misses the work of other threads, so it needs "
+            "--tome-threads=1 (or use --tome-clock=wall)"
+        )
+    if values["tome_rounds"] > values["tome_max_rounds"]:
+        raise SettingsError(
+            f"--tome-rounds={values['tome_rounds']} is more than "
+            f"--tome-max-rounds={values['tome_max_rounds']}; the rounds a ratio starts with "
+            "must be at most those it may grow to (raise --tome-max-rounds)"
         )
     report = here / values["tome_report"] if values["tome_report"] else None
     methods = values.get("tome_methods") or (METHOD_TOME,)

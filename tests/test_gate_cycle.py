@@ -39,7 +39,8 @@ FAST = (
 )
 
 # Wraps the merged pipeline call (the gate applies ToMe around it, so a patch is present):
-# spins for half of its own CPU time (a 50% slowdown of the merged path; the 25% case is measured
+# sleeps for 40% of its own CPU time (a merged path that waits), spins for half of
+# its own CPU time (a 50% slowdown of the merged path; the 25% case is measured
 # on the full gate, see the README), adds noise to the merged images (a quality loss), or
 # replaces every attention processor as user code might after apply_tome (a run-time no-op).
 # Unmerged calls are never touched. Inner runs of tiny-ldm take ~0.1 s a call, where a few ms
@@ -61,6 +62,13 @@ def slow_run(pipe, **kwargs):  # busy work, as a real slowdown: it costs CPU tim
         end = time.thread_time() + 0.5 * (time.thread_time() - start)
         while time.thread_time() < end:
             pass
+    return images
+
+def sleepy_run(pipe, **kwargs):  # waits, as a lock or I/O would: wall time, no CPU time
+    start = time.thread_time()
+    images = _run(pipe, **kwargs)
+    if patch_of(pipe) is not None:  # 40% of the merged call, asleep
+        time.sleep(0.4 * (time.thread_time() - start))
     return images
 
 def noisy_run(pipe, **kwargs):
@@ -131,6 +139,16 @@ def test_missing_save_pass_then_slowdown_and_quality_loss_fail(pytester: pytest.
     noisy = _run(pytester, "--tome-ratios=0.5")
     noisy.assert_outcomes(failed=1)
     noisy.stdout.fnmatch_lines(["*PSNR*fail*"])
+
+
+def test_a_merged_path_that_sleeps_fails_saying_it_waits(pytester: pytest.Pytester) -> None:
+    """The thread's CPU clock cannot see a sleep; the wall clock of the same calls can."""
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    _run(pytester, "--tome-ratios=0.5", "--tome-save-baselines").assert_outcomes(passed=1)
+    pytester.makeconftest(PLANT.format(plant="sleepy"))
+    slept = _run(pytester, "--tome-ratios=0.5", "--tome-rounds=12")
+    slept.assert_outcomes(failed=1)
+    slept.stdout.fnmatch_lines(["*speedup*fail*the merged path waits * ms per image*"])
 
 
 def test_tolerance_marker_overrides_and_is_validated(pytester: pytest.Pytester) -> None:
@@ -333,6 +351,7 @@ def test_beside_a_busy_neighbour_reruns_pass_and_slowdowns_and_no_ops_still_fail
         again = _run(pytester, "--tome-ratios=0.5")
         again.assert_outcomes(passed=1)
         again.stdout.fnmatch_lines(["*0.5*pass"])
+        assert "merged path waits" not in again.stdout.str()  # a neighbour stretches both
 
     pytester.makeconftest(PLANT.format(plant="slow"))
     _run(pytester, "--tome-ratios=0.5").stdout.fnmatch_lines(["*speedup*fail*"])
@@ -394,3 +413,44 @@ def test_a_test_too_noisy_to_decide_is_inconclusive_and_fails_or_warns(
     warned = _run(pytester, *args, "--tome-inconclusive=warn")
     warned.assert_outcomes(passed=1)
     warned.stdout.fnmatch_lines(["*0.5*inconclusive", "WARNING: ToMe gate inconclusive*"])
+
+
+# A bug in the merge itself: unmerge writes every token's row one position off (the source
+# tokens land beside where they came from). Random weights barely show such a bug; a model
+# trained on faces must.
+MERGE_BUG = """
+import pytest
+from pytest_tome.engine import matching
+
+_unmerge = matching.TokenMerge.unmerge
+
+def shifted_unmerge(self, x):
+    return _unmerge(self, x).roll(1, dims=1)
+
+@pytest.fixture(autouse=True)
+def merge_bug(monkeypatch):
+    monkeypatch.setattr(matching.TokenMerge, "unmerge", shifted_unmerge)
+"""
+
+
+def test_a_merge_bug_fails_the_quality_gate_of_the_face_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_gate=GATE_TEST)
+    # Default quality tolerances; speed is not what this test is about.
+    args = (
+        "--tome-models=faces-ddpm",
+        "--tome-ratios=0.5",
+        "--tome-rounds=6",
+        "--tome-warmup=1",
+        "--tome-tol-speed=50%",
+        "--tome-inconclusive=warn",
+        "--tome-baselines=baselines",
+        "-p",
+        "no:randomly",
+    )
+    pytester.runpytest(*args, "--tome-save-baselines").assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+    pytester.makeconftest(MERGE_BUG)
+    broken = pytester.runpytest(*args)
+    broken.assert_outcomes(failed=1)
+    broken.stdout.re_match_lines([r".*(PSNR|SSIM).*fail.*"])

@@ -132,3 +132,48 @@ def test_bad_repeats_are_refused(repeats):
 def test_a_non_module_is_refused():
     with pytest.raises(TypeError, match="torch.nn.Module objects, got str"):
         measure_headroom("toy", ["attn"], lambda: None)  # type: ignore[list-item]
+
+
+def test_headroom_reads_the_timing_clock_so_a_waiting_layer_is_not_counted_on_cpu_time():
+    """On one CPU thread the gate times the thread's CPU seconds; headroom reads the same
+    clock, so a layer that only waits takes a large wall share but almost no CPU share."""
+    import time
+
+    from pytest_tome.gate.measure.headroom import measure_headroom
+
+    class Waits(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x
+
+    waiting = Waits()
+
+    def forward() -> None:
+        waiting(torch.ones(1))
+        end = time.thread_time() + 0.02  # work outside the layer, on this thread's CPU
+        while time.thread_time() < end:
+            pass
+
+    wall = measure_headroom("m", [waiting], forward, repeats=3)
+    cpu = measure_headroom("m", [waiting], forward, repeats=3, clock=time.thread_time)
+    assert cpu.share < 0.1
+    assert wall.share > 2 * cpu.share
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA events need a CUDA device")
+def test_on_cuda_headroom_times_with_events_and_never_synchronizes_in_a_hook(monkeypatch):
+    heavy = torch.nn.Linear(2048, 2048).cuda()
+    light = torch.nn.Linear(64, 64).cuda()
+    x, y = torch.randn(512, 2048, device="cuda"), torch.randn(512, 64, device="cuda")
+
+    def forward() -> None:
+        for _ in range(20):  # twenty hooked calls per forward
+            heavy(x)
+        light(y)
+
+    syncs = []
+    real = torch.cuda.synchronize
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: (syncs.append(1), real(*a))[1])
+    headroom = measure_headroom("m", [heavy], forward, repeats=3, cuda_events=True)
+    assert 0.8 < headroom.share <= 1.0
+    assert len(syncs) <= 2 * 3  # once the forward is done, per repeat: not in the 20 hooks

@@ -39,7 +39,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=fake.perf_counter))
+    fake_time = types.SimpleNamespace(perf_counter=fake.perf_counter, thread_time=fake.perf_counter)
+    monkeypatch.setattr(measure, "time", fake_time)
     # Timing tests count calls: no memory probe, which on CPU adds untimed calls of its own.
     monkeypatch.setattr(measure, "peak_memory", lambda device: memory.PeakMemory())
     return fake

@@ -326,8 +326,8 @@ def test_patch_reports_layers_backends_and_tokens(pipes: dict) -> None:
         assert all(type(m).__name__ == "ToMeBlock" for m in patch.modules)
 
 
-def test_max_downsample_counts_from_the_largest_attention_layer() -> None:
-    # Attention at 1/2, 1/4 and 1/8 of the input: the default patches the 1/2 layers.
+def test_default_merges_the_finest_attention_level_and_integers_count_from_the_input() -> None:
+    # Attention at /2, /4 and /8 of the input: the default (None) patches the /2 layers.
     torch.manual_seed(0)
     unet = UNet2DModel(
         sample_size=16,
@@ -344,9 +344,20 @@ def test_max_downsample_counts_from_the_largest_attention_layer() -> None:
         "up_blocks.2.attentions.0",
         "up_blocks.2.attentions.1",
     ]
-    everything = apply_tome(unet, 0.5, max_downsample=4)
+    assert {layer.downsample for layer in patch.layers} == {2}
+    assert patch.args.max_downsample == 2  # the level the default resolved to
+    assert "[pytest-tome, /2]" in patch.describe()
+    assert {layer.downsample for layer in apply_tome(unet, 0.5, max_downsample=4).layers} == {2, 4}
+    everything = apply_tome(unet, 0.5, max_downsample=8)
     assert len(everything.layers) == len([m for m in unet.modules() if isinstance(m, Attention)])
-    assert {layer.downsample for layer in everything.layers} == {1, 2, 4}
+    assert {layer.downsample for layer in everything.layers} == {2, 4, 8}
+    # tomesd's meaning of an integer: max_downsample=1 reaches no attention layer here.
+    with pytest.raises(
+        TomeNotApplicable,
+        match=r"UNet2DModel: all its attention layers are beyond max_downsample=1 .*first "
+        r"attention is at /2 .*attention at /2, /4, /8\); pass max_downsample=2",
+    ):
+        apply_tome(unet, 0.5, max_downsample=1)
     remove_tome(unet)
 
 
@@ -402,10 +413,17 @@ def test_all_layers_beyond_max_downsample_raise() -> None:
         cross_attention_dim=8,
         attention_head_dim=2,
     )
-    with pytest.raises(TomeNotApplicable, match=r"UNet2DConditionModel: .*beyond max_downsample=1"):
-        apply_tome(unet, 0.5)
-    with tome_applied(unet, 0.5, max_downsample=2) as patch:
-        assert {layer.downsample for layer in patch.layers} == {2}
+    for backend in (BACKEND_OURS, BACKEND_TOMESD):
+        with pytest.raises(
+            TomeNotApplicable,
+            match=r"UNet2DConditionModel: .*beyond max_downsample=1 \(tomesd's default.*"
+            r"pass max_downsample=2 or leave max_downsample=None",
+        ):
+            apply_tome(unet, 0.5, max_downsample=1, backend=backend)
+        with tome_applied(unet, 0.5, max_downsample=2, backend=backend) as patch:
+            assert {layer.downsample for layer in patch.layers} == {2}
+        with tome_applied(unet, 0.5, backend=backend) as patch:  # the default reaches /2
+            assert {layer.downsample for layer in patch.layers} == {2}
 
 
 def test_nothing_to_merge_when_merge_attn_is_off(pipes: dict) -> None:

@@ -124,3 +124,24 @@ def test_resolve_rejects_unknown_entries(entry: str, message: str) -> None:
 def test_model_key_is_file_system_safe() -> None:
     assert ModelSpec("google/ddpm-celebahq-256", "hub").key == "google-ddpm-celebahq-256"
     assert ModelSpec("arch:sd15-512", "arch").key == "arch-sd15-512"
+
+
+def test_the_seeded_noise_comes_from_a_cpu_generator_whatever_the_device() -> None:
+    """On CUDA, LDMPipeline draws its noise without a device, so a CUDA generator made the gate
+    fail there ("Cannot generate a cpu tensor from a generator of type cuda", gpu-check)."""
+    from pytest_tome.gate.measure.pipeline_calls import run_pipeline
+
+    seen = []
+
+    class CudaPipeline:  # reports a CUDA device, as a pipeline moved there does
+        device = torch.device("cuda")
+
+        def __call__(self, num_inference_steps, generator, output_type, batch_size):
+            seen.append(generator.device)
+            noise = torch.randn(batch_size, 4, 4, 3, generator=generator)  # as LDMPipeline does
+            return type("Out", (), {"images": noise.clamp(0, 1).numpy()})()
+
+    first = run_pipeline(CudaPipeline(), steps=2, seed=5, images=2)
+    second = run_pipeline(CudaPipeline(), steps=2, seed=5, images=2)
+    assert seen == [torch.device("cpu")] * 2
+    assert np.array_equal(first, second)

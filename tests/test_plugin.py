@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from pytest_tome.methods import METHODS, TODO_FACTORS, todo_ratio
+from pytest_tome.models import embedded, presets
+from pytest_tome.models.embedded import DEFAULT_MODELS, EMBEDDED
 from pytest_tome.options import OPTIONS
+from pytest_tome.parsers import (
+    CLOCKS,
+    DEVICES,
+    DTYPES,
+    INCONCLUSIVE_POLICIES,
+    MAX_RATIOS,
+    SWEEP,
+)
+from pytest_tome.settings import BASELINES_FOLDER
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -24,6 +39,68 @@ def test_help_lists_every_option_in_the_tome_group(pytester: pytest.Pytester) ->
     for opt in OPTIONS:
         result.stdout.fnmatch_lines([f"*{opt.flag}*"])
         result.stdout.fnmatch_lines([f"*{opt.dest} (*"])  # the ini key
+
+
+def _tome_help(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Each option's help text in `pytest --help`, one unwrapped line per flag."""
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: a name is never split over lines
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    lines = result.outlines
+    section = lines[lines.index("token merging (pytest-tome):") + 1 :]
+    section = section[: section.index("")]
+    text = " ".join(line.strip() for line in section)
+    flags = [opt.flag for opt in OPTIONS]
+    helps = {}
+    for flag, after in zip(flags, [*flags[1:], None]):
+        start = text.index(flag)
+        helps[flag] = text[start : text.index(after) if after else len(text)].strip()
+    return helps
+
+
+def test_every_name_and_default_in_the_help_comes_from_the_code(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Help drift: names and defaults are read from the tables the parsers use."""
+    helps = _tome_help(pytester, monkeypatch)
+    for opt in OPTIONS:
+        defaults = re.findall(r"\(default: ([^)]*)\)", helps[opt.flag])
+        if opt.parse is None:  # a flag: off unless given
+            assert defaults == [], opt.flag
+            continue
+        assert defaults == [opt.default_help], opt.flag  # one, and the option's own
+        if opt.default is not None:
+            opt.parse(opt.default)  # a default is valid input
+    assert helps["--tome-baselines"].endswith(f"(default: <rootdir>/{BASELINES_FOLDER})")
+    models = helps["--tome-models"]
+    assert set(re.findall(r"tiny-[\w-]+", models)) == set(EMBEDDED) | set(DEFAULT_MODELS)
+    assert f"({', '.join(EMBEDDED)})" in models
+    assert set(DEFAULT_MODELS) <= set(EMBEDDED)
+    named = {
+        "--tome-methods": METHODS,
+        "--tome-device": DEVICES,
+        "--tome-dtype": DTYPES,
+        "--tome-clock": CLOCKS,
+        "--tome-inconclusive": INCONCLUSIVE_POLICIES,
+    }
+    for flag, table in named.items():
+        assert all(re.search(rf"\b{re.escape(name)}\b", helps[flag]) for name in table), flag
+    todo = [f"{todo_ratio(k):.4g}" for k in TODO_FACTORS]
+    assert f"ratios {', '.join(todo)})" in helps["--tome-methods"]
+    ratios = helps["--tome-ratios"]
+    assert f"sweep ({SWEEP[0]:g}..{SWEEP[-1]:g})" in ratios and f"at most {MAX_RATIOS}" in ratios
+
+
+def test_the_readme_names_files_that_exist_and_tables_that_hold_its_names() -> None:
+    """README drift: "Adding a model" and the layout notes name files where they are now."""
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"pytest_tome/[\w/]*(?:\.py)?", readme))
+    assert "pytest_tome/models/embedded.py" in paths
+    assert [p for p in sorted(paths) if not (root / p).exists()] == []
+    adding = readme[readme.index("### Adding a model") :]
+    for table, module in (("EMBEDDED", embedded), ("_PIPELINES", presets), ("_UNETS", presets)):
+        assert f"`{table}`" in adding and hasattr(module, table)
 
 
 def test_ratios_and_models_parametrize_with_readable_ids(pytester: pytest.Pytester) -> None:

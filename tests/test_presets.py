@@ -50,24 +50,32 @@ def test_latent_shapes_match_the_models() -> None:
     assert len(sd.tokenizer) <= sd.text_encoder.config.vocab_size
 
 
+SDXL_FIRST = "down_blocks.1.attentions.0.transformer_blocks.0"
+
+
 @pytest.mark.parametrize(
-    ("name", "backend", "first"),
+    ("name", "backend", "first", "downsample", "layers"),
     [
-        ("arch:ddpm-celebahq-256", BACKEND_OURS, "down_blocks.4.attentions.0"),  # at 16x16
-        ("arch:ldm-celebahq-256", BACKEND_OURS, "down_blocks.1.attentions.0"),  # at 32x32
-        ("arch:sd15-512", BACKEND_OURS, "down_blocks.0.attentions.0.transformer_blocks.0"),
-        ("arch:sd15-512", BACKEND_TOMESD, "down_blocks.0.attentions.0.transformer_blocks.0"),
+        ("arch:ddpm-celebahq-256", BACKEND_OURS, "down_blocks.4.attentions.0", 16, 5),  # 16x16
+        ("arch:ldm-celebahq-256", BACKEND_OURS, "down_blocks.1.attentions.0", 2, 5),  # 32x32
+        ("arch:sd15-512", BACKEND_OURS, "down_blocks.0.attentions.0.transformer_blocks.0", 1, 5),
+        ("arch:sd15-512", BACKEND_TOMESD, "down_blocks.0.attentions.0.transformer_blocks.0", 1, 5),
+        # 2 + 3 attentions of 2 transformer layers each at /2 (64x64 tokens at 1024 px)
+        ("arch:sdxl-base-1024", BACKEND_OURS, SDXL_FIRST, 2, 10),
+        ("arch:sdxl-base-1024", BACKEND_TOMESD, SDXL_FIRST, 2, 10),
     ],
 )
-def test_tome_patches_the_largest_attention_layers(name: str, backend: str, first: str) -> None:
+def test_tome_patches_the_largest_attention_layers(
+    name: str, backend: str, first: str, downsample: int, layers: int
+) -> None:
     with torch.device("meta"):
         unet = preset_unet(name)
     patch = apply_tome(unet, 0.5, backend=backend)
     try:
         assert patch.backends == (backend,)
         assert patch.names[0] == first
-        assert {layer.downsample for layer in patch.layers} == {1}
-        assert len(patch.layers) == 5  # two in the down block, three in the up block
+        assert {layer.downsample for layer in patch.layers} == {downsample}
+        assert len(patch.layers) == layers  # two in the down block, three in the up block
     finally:
         remove_tome(unet)
 

@@ -287,8 +287,10 @@ def test_figures_are_skipped_when_there_is_nothing_to_draw(results):
     assert images.plot_images(untimed) is None
 
 
-def test_image_grid_has_a_row_per_model(tmp_path, results):
-    one = images.plot_images([r for r in results if r.model == "tiny-sd"])
+def test_image_grid_has_a_row_per_ratio(tmp_path, results):
+    ratios = sorted({r.ratio for r in results} - {0.0})
+    assert len(ratios) >= 2
+    one = images.plot_images([r for r in results if r.ratio in (0.0, ratios[0])])
     two = images.plot_images(results)
     (tmp_path / "one.png").write_bytes(one)
     (tmp_path / "two.png").write_bytes(two)
@@ -319,3 +321,32 @@ def test_thumbnails_are_downscaled_png_that_round_trip():
 def test_subtitle_names_the_settings():
     assert plots.subtitle(SETTINGS) == "cpu, float32, 2 steps, 4 rounds, seed 0"
     assert plots.subtitle({"images": 1}) == "1 image"
+
+
+def test_quality_of_random_weights_is_marked_in_every_table_cell() -> None:
+    noise = timed("tiny-sd", 0.5, 1.5, psnr=55.0, ssim=0.999, random_weights=True)
+    faces = timed("faces-ddpm", 0.5, 1.0, psnr=30.7, ssim=0.97)
+    noise_cells, face_cells = report.row_cells(noise), report.row_cells(faces)
+    psnr, ssim = report.COLUMNS.index("PSNR"), report.COLUMNS.index("SSIM")
+    assert noise_cells[psnr] == "55.0 dB (random weights)"
+    assert noise_cells[ssim] == "0.999 (random weights)"
+    assert (face_cells[psnr], face_cells[ssim]) == ("30.7 dB", "0.970")
+    markdown = report.report_markdown([noise, faces], [], {})
+    assert "55.0 dB (random weights)" in markdown and "30.7 dB |" in markdown
+
+
+def test_the_quality_figure_gets_the_thesis_trend_of_trained_models_only() -> None:
+    rows = [
+        timed("faces-ddpm", 0.1, 1.0, psnr=37.6, ssim=0.995),
+        timed("faces-ddpm", 0.7, 1.0, psnr=30.5, ssim=0.972),
+        timed("tiny-sd", 0.1, 1.0, psnr=70.0, ssim=1.0, random_weights=True),
+        timed("tiny-sd", 0.7, 1.0, psnr=50.0, ssim=0.999, random_weights=True),
+    ]
+    markdown = report.report_markdown(rows, [], {}, figures=[("PSNR and SSIM", "quality.png")])
+    assert "exponentially" in markdown
+    assert "- faces-ddpm: PSNR 37.6 dB at ratio 0.1 to 30.5 dB at 0.7; SSIM 0.995 to 0.972" in (
+        markdown
+    )
+    assert "- tiny-sd:" not in markdown
+    no_figure = report.report_markdown(rows, [], {})
+    assert "exponentially" not in no_figure

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tome.gate.decide.advice import inconclusive_advice
 from pytest_tome.gate.decide.admission import rounds_for, save_problems, short_interval
+from pytest_tome.gate.decide.advice import inconclusive_advice
 from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.decide.verdicts import decide
 from pytest_tome.gate.results import FAIL, RatioResult

@@ -179,3 +179,47 @@ def test_median_beyond_names_a_bad_side_or_alpha():
         median_beyond((1.0, 2.0), 1.5, side="up", alpha=0.05)
     with pytest.raises(ValueError, match="alpha must be between 0 and 1, got 5"):
         median_beyond((1.0, 2.0), 1.5, side="above", alpha=5)
+
+
+@pytest.mark.parametrize(
+    ("looks", "alpha"),
+    [((6, 9, 13, 20), 0.05), ((8, 11, 15, 20), 0.1), ((20,), 0.05), ((2,), 0.05)],
+)
+def test_a_sequential_sign_test_rejects_a_true_median_at_most_alpha_over_all_looks(looks, alpha):
+    """Exact, by enumerating every sequence of sides for the first looks (fair coins)."""
+    import itertools
+
+    from pytest_tome.gate.decide.stats import sequential_counts
+
+    counts = sequential_counts(looks, alpha)
+    n = min(looks[-1], 13)  # 8192 sequences; the tail beyond is covered by the DP itself
+    reach = [k for k, m in enumerate(looks) if m <= n]
+    rejected = sum(
+        any(sum(flips[: looks[k]]) >= counts[k] for k in reach)
+        for flips in itertools.product((0, 1), repeat=n)
+    )
+    assert rejected / 2**n <= alpha
+    assert all(c <= m + 1 for c, m in zip(counts, looks))
+    if looks == (20,):
+        assert counts == (15,)  # the fixed-sample test: P(B(20) >= 15) = 2.1% <= 5% < 5.8%
+    if looks == (2,):
+        assert counts == (3,)  # two rounds can never reach 5%
+
+
+def test_a_sequential_test_hands_a_look_it_cannot_use_on():
+    from pytest_tome.gate.decide.stats import sequential_counts
+
+    # Six rounds cannot reach 1% (1/64 at best): that look rejects nothing and hands its
+    # share on, so the last look needs 16 of 20, as a fixed-sample test at 1% would.
+    assert sequential_counts((6, 9, 13, 20), 0.01) == (7, 9, 12, 16)
+
+
+def test_sequential_counts_name_bad_looks_and_alpha():
+    from pytest_tome.gate.decide.stats import sequential_counts
+
+    with pytest.raises(
+        ValueError, match=r"looks must be increasing round counts >= 1, got \(9, 6\)"
+    ):
+        sequential_counts((9, 6), 0.05)
+    with pytest.raises(ValueError, match="alpha must be between 0 and 1, got 2"):
+        sequential_counts((6,), 2)

@@ -24,7 +24,7 @@ def test_one(tome_settings):
         (["--tome-inconclusive=maybe"], "*inconclusive='maybe' is not one of fail, warn*"),
         (["--tome-clock=sundial"], "*clock 'sundial' is not one of auto, wall, cpu*"),
         (["--tome-clock=cpu", "--tome-threads=2"], "*--tome-clock=cpu*needs --tome-threads=1*"),
-        (["--tome-tol-speed=200%"], "*speed='200%' must lie in [[]0, 100%)*share of the speedup*"),
+        (["--tome-tol-speed=200%"], "*speed='200%' must lie in [[]0, 100%)*how much longer the merged call may take*"),
     ],
 )
 def test_bad_timing_options_are_usage_errors(

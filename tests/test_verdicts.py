@@ -43,27 +43,30 @@ def test_checked_in_runs_get_the_expected_verdict(path, baseline):
 
 
 @pytest.mark.parametrize(
-    ("name", "shown", "beyond_tolerance", "ruled_out", "really_slower"),
+    ("name", "status", "beyond_tolerance", "really_slower"),
     [
-        ("slower_25", True, True, False, True),
-        ("slower_15_noisy", False, True, False, False),
-        ("slower_3_significant", False, False, True, True),
-        ("no_change", False, False, True, False),
+        ("slower_25", FAIL, True, True),
+        ("slower_15_noisy", INCONCLUSIVE, True, False),
+        ("slower_3_significant", PASS, False, True),
+        ("no_change", PASS, False, False),
     ],
 )
 def test_each_speed_fixture_exercises_the_guard_it_is_named_for(
-    name, shown, beyond_tolerance, ruled_out, really_slower, baseline
+    name, status, beyond_tolerance, really_slower, baseline
 ):
-    """Fail needs a loss beyond the tolerance shown, pass needs it ruled out;
-    slower_3_significant is a real slowdown (significant against the baseline) within it."""
+    """Fail needs the median's upper bound below the line, pass its lower bound above the
+    line drawn from the baseline's upper bound; slower_3_significant is a real slowdown
+    (significant against the baseline) within the tolerance."""
     from pytest_tome.gate.decide.speed import speed_call
     from pytest_tome.gate.decide.stats import paired_ratios, significantly_worse
 
     current, _, _ = load_run(DATA / "runs" / f"{name}.json")
     call = speed_call(current.time_base, current.time_tome, baseline, Tolerances())
-    assert call.significance.significant == shown
+    assert call.status == status
+    assert (call.high < call.threshold) == (status == FAIL)
+    assert (call.low > call.pass_line) == (status == PASS)
+    assert call.pass_line >= call.threshold
     assert (call.slower > call.tolerance) == beyond_tolerance
-    assert call.within.significant == ruled_out
     against_baseline = significantly_worse(
         paired_ratios(baseline.time_base, baseline.time_tome),
         paired_ratios(current.time_base, current.time_tome),
@@ -79,8 +82,8 @@ def test_the_failure_table_says_what_failed_and_why(baseline):
     assert lines[0].split() == ["metric", "measured", "baseline", "tolerance", "status", "why"]
     speed = next(line for line in lines if line.startswith("speedup"))
     assert "fail" in speed and "10% slower" in speed
-    assert "significant (Mann-Whitney U p=" in speed
-    assert "below the 1.29x that 10% slower allows" in speed
+    assert "median bounds [1.15x, 1.16x] after 7 rounds (sequential sign test" in speed
+    assert "wholly below the 1.29x that 10% slower allows" in speed
     assert (
         len(
             {
@@ -108,43 +111,24 @@ def test_speed_needs_significance_and_size(baseline):
     assert decide(drifted, baseline, Tolerances(), quality_applies=True).verdict == PASS
 
 
-@pytest.mark.parametrize(("noise", "rounds"), [(0.03, 5), (0.05, 7)])
-def test_simulated_gate_runs_fail_on_a_25_percent_slowdown_and_only_then(noise, rounds):
-    """Many seeded gate runs: no false failure without a change, every planted slowdown caught.
+def test_an_interval_wholly_below_the_line_fails_even_beside_a_noisy_baseline():
+    """The CI flake: a planted slowdown read 1.10x [1.07, 1.14] after 20 rounds against a
+    line of 1.15x (1.44x / 1.25) and was called inconclusive, because failing asked for a
+    rank test against the baseline's noisy rounds. The upper bound lies below the line: fail."""
+    base = (1.30, 1.62, 1.38, 1.52, 1.44, 1.35, 1.58, 1.41, 1.47, 1.33, 1.55, 1.44)
+    cur = (1.04, 1.21, 1.07, 1.05, 1.26, 1.10, 1.12, 1.04, 1.18, 1.13,
+           1.08, 1.30, 1.07, 1.24, 1.06, 1.06, 1.09, 1.08, 1.11, 1.14)  # fmt: skip
 
-    `noise` is the spread of each round's merged/unmerged ratio (pairing cancels the drift
-    both sides share). At 8% with five rounds the defaults give about 0.5% false failures
-    and 83% detection per check; more rounds or a looser alpha trade one for the other.
-    """
-    from pytest_tome.gate.decide.speed import speed_undecided
-    from pytest_tome.settings import TomeSettings
+    def run(speedups: tuple[float, ...]) -> RatioResult:
+        times = tuple(1 / s for s in speedups)
+        return RatioResult("tiny-ldm", 0.5, "cpu", time_base=(1.0,) * len(times), time_tome=times)
 
-    rng = np.random.default_rng(7)
-    tolerances = Tolerances()
-
-    def rounds_of(factor: float, n: int) -> tuple[list[float], list[float]]:
-        base = 1 + noise * rng.standard_normal(n)
-        tome = 0.7 * factor * base * (1 + noise * rng.standard_normal(n))
-        return list(base), list(tome)
-
-    def gate(factor: float, baseline: RatioResult | None) -> RatioResult:
-        """The gate's loop: `rounds`, then one more while undecided, up to max_rounds."""
-        base, tome = rounds_of(factor, rounds)
-        while len(base) < TomeSettings().max_rounds and speed_undecided(
-            tuple(base), tuple(tome), baseline, tolerances
-        ):
-            more = rounds_of(factor, 1)
-            base, tome = base + more[0], tome + more[1]
-        return RatioResult("m", 0.5, "cpu", time_base=tuple(base), time_tome=tuple(tome))
-
-    def verdict(factor: float) -> str:
-        baseline = gate(1.0, None)  # a saving run
-        return decide(gate(factor, baseline), baseline, tolerances, quality_applies=False).verdict
-
-    unchanged = [verdict(1.0) for _ in range(200)]
-    slowed = [verdict(1.25) for _ in range(200)]
-    assert unchanged.count(FAIL) == 0
-    assert slowed.count(FAIL) == len(slowed)
+    tol = Tolerances(speed="25%")
+    decision = decide(run(cur), run(base), tol, quality_applies=False, looks=(8, 11, 15, 20))
+    assert decision.verdict == FAIL, decision.table
+    why = decision.rows[0].why
+    assert "median bounds [1.07x, 1.14x] after 20 rounds" in why
+    assert "wholly below the 1.15x that 25% slower allows" in why
 
 
 def test_no_baseline_means_new_and_nothing_fails():
@@ -286,7 +270,11 @@ def test_tolerances_parse_numbers_and_strings(name, value, expected):
         ("ssim", "2%", "an absolute SSIM drop"),
         ("speed", True, "must be a number or a string"),
         ("speed", None, "must be a number or a string"),
-        ("speed", "200%", r"speed='200%' must lie in \[0, 100%\): it is the share of the speedup"),
+        (
+            "speed",
+            "200%",
+            r"speed='200%' must lie in \[0, 100%\): how much longer the merged call may take",
+        ),
         ("speed", 1.0, r"must lie in \[0, 100%\)"),
         ("alpha", "0", "strictly between 0 and 1"),
         ("alpha", 1.0, "strictly between 0 and 1"),

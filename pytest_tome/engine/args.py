@@ -37,7 +37,10 @@ class TomeArgs:
     ratio: float
     sx: int = 2
     sy: int = 2
-    max_downsample: int = 1
+    # None: the finest level that has attention (ToMe's intent: merge where tokens are most);
+    # an integer: tomesd's meaning, every layer at most that many times downsampled from the
+    # model's input.
+    max_downsample: int | None = None
     use_rand: bool = True
     merge_attn: bool = True
     merge_crossattn: bool = False
@@ -52,7 +55,8 @@ class TomeArgs:
     def __post_init__(self) -> None:
         check_int("sx", self.sx, minimum=1)
         check_int("sy", self.sy, minimum=1)
-        check_int("max_downsample", self.max_downsample, minimum=1)
+        if self.max_downsample is not None:
+            check_int("max_downsample", self.max_downsample, minimum=1)
         if self.seed is not None:
             check_int("seed", self.seed, minimum=0)
         if self.method not in METHODS:

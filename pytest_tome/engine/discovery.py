@@ -27,22 +27,30 @@ def find_sites(model: nn.Module, backend: str = BACKEND_TOMESD) -> list[Site]:
     return sites
 
 
+def attention_levels(sites: list[Site], args: TomeArgs) -> list[int]:
+    """The downsamplings (from the model's input) at which `args` would merge a site, sorted."""
+    return sorted({2**site.level for site in sites if site.family.enabled(args)})
+
+
+def resolve_max_downsample(sites: list[Site], args: TomeArgs) -> int | None:
+    """`args.max_downsample`, or for None the finest level that has attention (None if none)."""
+    if args.max_downsample is not None:
+        return args.max_downsample
+    levels = attention_levels(sites, args)
+    return levels[0] if levels else None
+
+
 def select(sites: list[Site], args: TomeArgs) -> list[PatchedLayer]:
-    """The sites within max_downsample whose family has something to merge."""
-    first: dict[str, int] = {}
-    for site in sites:
-        base = 0 if site.family.downsample_from_input else site.level
-        first[site.family.name] = min(first.get(site.family.name, base), base)
-    layers = []
-    for site in sites:
-        downsample = 2 ** (site.level - first[site.family.name])
-        if site.family.enabled(args) and downsample <= args.max_downsample:
-            layers.append(
-                PatchedLayer(
-                    site.name, site.module, site.family.backend, downsample, site.family.name
-                )
-            )
-    return layers
+    """The sites within max_downsample (resolved) whose family has something to merge.
+
+    Every family counts downsampling from the model's input, as tomesd does: 2**level.
+    """
+    limit = resolve_max_downsample(sites, args)
+    return [
+        PatchedLayer(site.name, site.module, site.family.backend, 2**site.level, site.family.name)
+        for site in sites
+        if site.family.enabled(args) and limit is not None and 2**site.level <= limit
+    ]
 
 
 def check_applicable(
@@ -58,9 +66,10 @@ def check_applicable(
             "in transformer_blocks; SD3's joint or Flux's transformer blocks)"
         )
     if not layers:
-        if any(site.family.enabled(args) for site in sites):
-            why = f"all its attention layers are beyond max_downsample={args.max_downsample}"
-        elif all(site.family.name in ATTENTION_ONLY for site in sites):
+        levels = attention_levels(sites, args)
+        if levels:
+            raise TomeNotApplicable(beyond_reach(name, levels, args))
+        if all(site.family.name in ATTENTION_ONLY for site in sites):
             why = (
                 "merge_attn=False, and attention is all ToMe merges in it "
                 "(merge_crossattn and merge_mlp do not apply)"
@@ -85,4 +94,22 @@ def check_applicable(
         f"patched layers have at most {most} tokens, and ratio {args.ratio:g} merges "
         f"int(tokens * ratio) = 0 of them with sx={args.sx}, sy={args.sy}"
         + (f" (use ratio >= {1 / most:.3g})" if most >= args.sx * args.sy else "")
+    )
+
+
+def beyond_reach(name: str, levels: list[int], args: TomeArgs) -> str:
+    """Why an explicit max_downsample patches nothing, and what to pass instead."""
+    where = ", ".join(f"/{d}" for d in levels)
+    first = "its first attention" if levels[0] > 1 else "its attention"
+    tomesd = (
+        " (tomesd's default; tomesd.apply_patch with it changes nothing here and says nothing)"
+        if args.max_downsample == 1
+        else ""
+    )
+    return (
+        f"ToMe would patch nothing in {name}: all its attention layers are beyond "
+        f"max_downsample={args.max_downsample}{tomesd}: {first} is at /{levels[0]} "
+        f"(downsampled {levels[0]}x from the input; attention at {where}); pass "
+        f"max_downsample={levels[0]} or leave max_downsample=None (the default: the finest "
+        "level that has attention)"
     )

@@ -43,7 +43,7 @@ class PatchedLayer:
     name: str
     module: nn.Module
     backend: str  # BACKEND_OURS or BACKEND_TOMESD
-    downsample: int  # tomesd: from the input; ours: from the first patched level
+    downsample: int  # 2**level: times downsampled from the model's input (both backends)
     family: str = ""
     tokens_in: int | None = None  # of the last call
     tokens_out: int | None = None

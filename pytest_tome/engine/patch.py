@@ -7,6 +7,7 @@ and keeps what is needed to undo it exactly: `remove()` runs the undo steps in r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +16,12 @@ import torch
 from torch import nn
 
 from pytest_tome.engine.args import TomeArgs
-from pytest_tome.engine.discovery import check_applicable, find_sites, select
+from pytest_tome.engine.discovery import (
+    check_applicable,
+    find_sites,
+    resolve_max_downsample,
+    select,
+)
 from pytest_tome.engine.families import FAMILIES
 from pytest_tome.engine.layers import BACKEND_OURS, PatchedLayer
 from pytest_tome.engine.matching import DestinationRng
@@ -116,7 +122,7 @@ def apply_tome(
     *,
     sx: int = 2,
     sy: int = 2,
-    max_downsample: int = 1,
+    max_downsample: int | None = None,
     use_rand: bool = True,
     merge_attn: bool = True,
     merge_crossattn: bool = False,
@@ -133,6 +139,9 @@ def apply_tome(
     by k x k nearest downsampling (ratio 0.75, 0.889 or 0.9375). `share_matching=True` (the
     default; ToMe in our processors) computes one matching per resolution per forward, reused
     by the later layers there: faster, slightly different outputs; False gives tomesd's.
+    `max_downsample=None` (the default) merges the finest level that has attention, wherever
+    it is (/1 in SD 1.5, /2 in SDXL); an integer keeps tomesd's meaning: the layers at most
+    that many times downsampled from the model's input (`patch.args` holds the level used).
     `backend` picks who merges Stable Diffusion's BasicTransformerBlocks: `"pytest-tome"`
     (the default, our processor) or `"tomesd"` (tomesd itself, the reference; it has no
     shared matchings and no ToDo); every other family is ours.
@@ -158,6 +167,9 @@ def apply_tome(
     layers = select(sites, args)
     if args.ratio > 0:
         check_applicable(model, sites, layers, args)
+    limit = resolve_max_downsample(sites, args)
+    if limit is not None:  # the patch keeps the level it resolved: run-time checks use it
+        args = dataclasses.replace(args, max_downsample=limit)
     patch = TomePatch(model, args, layers)
     model.__dict__[_PATCH_ATTR] = patch
     try:

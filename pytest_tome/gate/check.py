@@ -18,7 +18,7 @@ import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
-from pytest_tome.gate.measure.plan import TOME_ARGS, RunPlan, run_plan
+from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan, run_plan
 from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_MERGEABLE, RatioResult
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
@@ -112,13 +112,18 @@ class Gate:
                     plan,
                     model_key=self.spec.key,
                     device_key=self.device_key(),
-                    quality=not self.spec.weights_are_random,
+                    quality=self.spec.quality_gated,
                     pedantic=self.pedantic,
                     progress=self.progress,
-                    undecided=self.undecided(baseline),
+                    undecided=self.undecided(plan, baseline),
                 )
             speedup = paired_speedup(result.time_base, result.time_tome)
-            return replace(result, speedup=speedup.median, speedup_ci=speedup.ci)
+            return replace(
+                result,
+                speedup=speedup.median,
+                speedup_ci=speedup.ci,
+                random_weights=self.spec.weights_are_random,
+            )
         except MergingStopped as exc:
             stopped = exc.lines
         self.record(
@@ -131,9 +136,8 @@ class Gate:
             pytrace=False,
         )
 
-    def undecided(self, baseline: RatioResult | None) -> Callable[..., bool]:
-        """Whether the speedup so far is too noisy to decide against `baseline`, or (saving)
-        to store: its interval must also reach the coverage later comparisons assume."""
+    def undecided(self, plan: RunPlan, baseline: RatioResult | None) -> Callable[..., bool]:
+        """Whether the speedup so far is too noisy to decide against `baseline` (or to store)."""
         from pytest_tome.gate.decide.admission import interval_too_short
         from pytest_tome.gate.decide.speed import speed_undecided
 
@@ -141,12 +145,12 @@ class Gate:
             return lambda base, tome: (
                 speed_undecided(base, tome, None, self.tolerances) or interval_too_short(base, tome)
             )
-        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances)
+        looks = self.looks(plan)
+        return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances, looks)
 
     def _stored_baseline(self, plan: RunPlan) -> RatioResult | None:
-        """The baseline, read and checked before the first round: a corrupt file, an entry
-        without quality or one of other settings fails now, not after measuring. None when
-        saving, or when there is none (measured, then reported with the save command)."""
+        """The baseline, checked before the first round (corrupt, no quality, other settings
+        fail now); None when saving or missing (then measured, and the save command shown)."""
         __tracebackhide__ = True
         from pytest_tome.gate.store.baselines import MissingBaseline
 
@@ -162,15 +166,22 @@ class Gate:
     def _load(self, result: RatioResult, fingerprint: dict, **kw: Any) -> RatioResult:
         from pytest_tome.gate.store.baselines import load_entry
 
-        s = self.session.settings
         return load_entry(
-            s.baselines, result.device, self.spec.key, result.ratio, fingerprint=fingerprint,
-            save_command=self.save_command, method=result.method,
-            quality=not self.spec.weights_are_random, **kw,
+            self.session.settings.baselines, result.device, self.spec.key, result.ratio,
+            fingerprint=fingerprint, save_command=self.save_command, method=result.method,
+            quality=self.spec.quality_gated, **kw,
         )  # fmt: skip
 
+    @staticmethod
+    def looks(plan: RunPlan) -> tuple[int, ...]:
+        """The round counts at which the speed call may stop (fixed before any round)."""
+        from pytest_tome.gate.decide.speed import look_schedule
+
+        return look_schedule(plan.rounds, plan.most_rounds)
+
     def _headroom(self, plan: RunPlan) -> None:
-        """Once per model: the share of a denoiser forward spent in the layers ToMe merges."""
+        """Once per model: the share of a denoiser forward spent in the layers ToMe merges,
+        timed with the plan's threads and clock, as the rounds are."""
         if self.spec.key in self.session.headroom:
             return
         import torch
@@ -179,7 +190,12 @@ class Gate:
 
         self.progress(f"{self.spec.name}: timing the layers ToMe merges (headroom)")
         self.session.headroom[self.spec.key] = model_headroom(
-            self.spec.key, self.pipe, torch.device(plan.device), HEADROOM_REPEATS
+            self.spec.key,
+            self.pipe,
+            torch.device(plan.device),
+            HEADROOM_REPEATS,
+            threads=plan.threads,
+            cpu_clock=plan.clock == CLOCK_CPU,
         )
 
     # --- deciding --------------------------------------------------------------------------
@@ -197,7 +213,11 @@ class Gate:
         with self._failing(result):
             baseline = self._load(result, fingerprint)
         decision = decide(
-            result, baseline, self.tolerances, quality_applies=not self.spec.weights_are_random
+            result,
+            baseline,
+            self.tolerances,
+            quality_applies=self.spec.quality_gated,
+            looks=self.looks(self.plan(result.ratio, result.method)),
         )
         result = self.record(
             replace(
@@ -216,20 +236,16 @@ class Gate:
         return result
 
     def _save(self, result: RatioResult, fingerprint: dict[str, Any]) -> RatioResult:
-        """Store the measurement, unless its own verdict fails: then fail and write nothing
-        (every row of a good save says `new`). A short interval is stored with a warning."""
+        """Store the measurement unless its own verdict fails (a short interval: a warning)."""
         __tracebackhide__ = True
         from pytest_tome.gate.decide.admission import save_problems, short_interval
         from pytest_tome.gate.decide.verdicts import decide
         from pytest_tome.gate.store.baselines import BaselineEntry, save_entries
 
-        s = self.session.settings
-        decision = decide(
-            result, None, self.tolerances, quality_applies=not self.spec.weights_are_random
-        )
+        decision = decide(result, None, self.tolerances, quality_applies=self.spec.quality_gated)
         problems = save_problems(decision)
-        verdict = FAIL if problems else NEW
-        result = replace(result, verdict=verdict, reasons=decision.reasons, checks=decision.checks)
+        result = replace(result, verdict=FAIL if problems else NEW, reasons=decision.reasons,
+                         checks=decision.checks)  # fmt: skip
         if problems:
             self.record(result)
             pytest.fail(
@@ -238,13 +254,12 @@ class Gate:
                 "checks.\n" + "\n".join(problems) + f"\n{decision.table}",
                 pytrace=False,
             )
-        warning = short_interval(result)
-        if warning:
+        if warning := short_interval(result):
             self.session.notes.append(f"WARNING: {warning}")
+        entry = BaselineEntry(result, fingerprint)
         with self._failing(result):
-            outcome = save_entries(
-                s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
-            )
+            outcome = save_entries(self.session.settings.baselines, result.device, self.spec.key,
+                                   [entry])  # fmt: skip
         if outcome.message:
             self.session.notes.append(outcome.message)
         return self.record(result)
@@ -284,8 +299,8 @@ class Gate:
 
         from pytest_tome.gate.store.fingerprints import plan_fingerprint
 
-        tome = {**TOME_ARGS, "method": plan.method}
-        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution, tome=tome)
+        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution,
+                                tome={**TOME_ARGS, "method": plan.method})  # fmt: skip
 
     def device_key(self) -> str:
         import torch

@@ -40,6 +40,12 @@ class RatioResult:
     # back to back in round i (interleaved), so their ratio is a paired sample.
     time_base: tuple[float, ...] = ()
     time_tome: tuple[float, ...] = ()
+    # The same calls by both clocks (seconds per image): wall time, and the timing thread's
+    # CPU time; empty when not recorded. A merged path that waits shows in wall / CPU.
+    wall_base: tuple[float, ...] = ()
+    wall_tome: tuple[float, ...] = ()
+    cpu_base: tuple[float, ...] = ()
+    cpu_tome: tuple[float, ...] = ()
     speedup: float | None = None  # median of the paired ratios time_base / time_tome
     speedup_ci: tuple[float, float] | None = None  # 95% interval of that median
     memory_base: int | None = None  # peak bytes of one call; None: not measured
@@ -51,6 +57,8 @@ class RatioResult:
     memory_tome_samples: tuple[int, ...] = ()
     psnr: float | None = None  # dB against the unmerged image, math.inf when identical
     ssim: float | None = None  # None: not applicable (random weights) or not measured
+    # Seeded random weights: PSNR and SSIM measure sensitivity to a merge, not image quality.
+    random_weights: bool = False
     verdict: str = NEW
     reasons: tuple[str, ...] = ()  # one line per failed or notable check
     patched_layers: int = 0
@@ -60,6 +68,8 @@ class RatioResult:
     # (check, status) per verdict row, e.g. ("speedup", "pass"), ("PSNR", "n/a"); a baseline
     # that could not be used is ("baseline", "missing" | "fingerprint mismatch" | "corrupt").
     checks: tuple[tuple[str, str], ...] = ()
+    # (name, downsample, tokens in, tokens out) of each merged layer on the last merged call.
+    merged_layers: tuple[tuple[str, int, int, int], ...] = ()
 
     @property
     def time_per_image(self) -> float | None:
@@ -82,12 +92,17 @@ class RatioResult:
         for key in (
             "time_base",
             "time_tome",
+            "wall_base",
+            "wall_tome",
+            "cpu_base",
+            "cpu_tome",
             "memory_base_samples",
             "memory_tome_samples",
             "reasons",
         ):
             kwargs[key] = tuple(kwargs.get(key, ()))
         kwargs["checks"] = tuple(tuple(pair) for pair in kwargs.get("checks", ()))
+        kwargs["merged_layers"] = tuple(tuple(row) for row in kwargs.get("merged_layers", ()))
         if kwargs.get("speedup_ci") is not None:
             kwargs["speedup_ci"] = tuple(kwargs["speedup_ci"])
         for key in ("psnr", "ssim"):

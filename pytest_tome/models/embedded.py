@@ -1,8 +1,9 @@
-"""Embedded tiny pipelines: built offline from configs with seeded weights.
+"""Embedded pipelines: the face models this repository trained, and tiny seeded ones.
 
-They need no download and give bit-identical images run to run on CPU. They are deliberately
-attention-heavy (the first attention level sees 1024-2304 tokens), like the models token
-merging is meant for. Builders import torch and diffusers only when called.
+They need no download and give bit-identical images run to run on CPU. The tiny ones are
+built from configs with seeded random weights and are deliberately attention-heavy (the first
+attention level sees 1024-2304 tokens), like the models token merging is meant for. Builders
+import torch and diffusers only when called.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytest_tome.models import embedded_joint, embedded_transformers
+from pytest_tome.models import embedded_joint, embedded_sdxl, embedded_transformers
 
 EMBEDDED_SEED = 0
 
@@ -99,10 +100,28 @@ def _tiny_sd() -> Any:
     )
 
 
+def _shipped(name: str) -> Callable[[], Any]:
+    def load() -> Any:
+        from pytest_tome.models.faces.shipped import load_face_model
+
+        return load_face_model(name)
+
+    load.__name__ = f"load_{name.replace('-', '_')}"
+    return load
+
+
 EMBEDDED: dict[str, Callable[[], Any]] = {
+    # Trained by this repository on scikit-image's LFW faces (models/faces/): real images,
+    # so their PSNR and SSIM measure what a merge does to a picture.
+    "faces-ddpm": _shipped("faces-ddpm"),
+    "faces-ldm": _shipped("faces-ldm"),
+    # Seeded random weights: their images are noise, so their quality numbers measure how
+    # sensitive a network is to a merge, not image quality.
     "tiny-ddpm": _tiny_ddpm,
     "tiny-ldm": _tiny_ldm,
     "tiny-sd": _tiny_sd,
+    # SDXL: no attention at full resolution, two text encoders, added conditioning.
+    "tiny-sdxl": embedded_sdxl.tiny_sdxl,
     # DiT and PixArt-α: BasicTransformerBlocks over patch tokens.
     "tiny-dit": embedded_transformers.tiny_dit,
     "tiny-pixart": embedded_transformers.tiny_pixart,
@@ -110,8 +129,10 @@ EMBEDDED: dict[str, Callable[[], Any]] = {
     "tiny-sd3": embedded_joint.tiny_sd3,
     "tiny-flux": embedded_joint.tiny_flux,
 }
-# The main job shows both families, UNets and a transformer backbone; the rest run in the tests.
-DEFAULT_MODELS: tuple[str, ...] = ("tiny-ddpm", "tiny-ldm", "tiny-sd", "tiny-dit")
+TRAINED: frozenset[str] = frozenset({"faces-ddpm", "faces-ldm"})
+# The main job: the thesis's two models trained on faces (quality a person can judge), SD's
+# cross-attention UNet and a transformer backbone; the rest run in the tests.
+DEFAULT_MODELS: tuple[str, ...] = ("faces-ddpm", "faces-ldm", "tiny-sd", "tiny-dit")
 
 
 def build_embedded(name: str) -> Any:

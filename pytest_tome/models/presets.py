@@ -2,7 +2,7 @@
 
 Timing depends on the architecture, not on the weight values, so these build the exact
 configs of the models the thesis measured (google/ddpm-celebahq-256, CompVis/ldm-celebahq-256,
-stable-diffusion-v1-5; UNet parameter counts checked in tests/test_presets.py) without downloading
+stable-diffusion-v1-5, and SDXL base in presets_sdxl; UNet parameter counts checked in tests/test_presets.py) without downloading
 anything. Their images are noise: quality verdicts do not apply to them.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pytest_tome.models import presets_joint, presets_transformers
+from pytest_tome.models import presets_joint, presets_sdxl, presets_transformers
 
 PRESET_SEED = 0
 
@@ -188,6 +188,7 @@ _PIPELINES: dict[str, Callable[[], Any]] = {
     "arch:ddpm-celebahq-256": _ddpm,
     "arch:ldm-celebahq-256": _ldm,
     "arch:sd15-512": _sd15,
+    presets_sdxl.SDXL_BASE: partial(presets_sdxl.sdxl_base, SD15_VAE),
     presets_joint.SD3_MEDIUM: presets_joint.sd3_medium,
     "arch:dit-xl-2-256": partial(presets_transformers.dit_pipeline, SD15_VAE),
     "arch:pixart-alpha-512": partial(presets_transformers.pixart_pipeline, SD15_VAE),
@@ -196,6 +197,7 @@ _UNETS: dict[str, Callable[[], Any]] = {  # the denoiser: a UNet or a transforme
     "arch:ddpm-celebahq-256": _ddpm_unet,
     "arch:ldm-celebahq-256": _ldm_unet,
     "arch:sd15-512": _sd15_unet,
+    presets_sdxl.SDXL_BASE: presets_sdxl.sdxl_base_unet,
     presets_joint.SD3_MEDIUM: presets_joint.sd3_medium_transformer,
     "arch:dit-xl-2-256": presets_transformers.dit_transformer,
     "arch:pixart-alpha-512": presets_transformers.pixart_transformer,

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_tome.models.embedded import EMBEDDED
+from pytest_tome.models.embedded import EMBEDDED, TRAINED
 from pytest_tome.models.presets import PRESETS
 
 
@@ -16,7 +16,10 @@ class ModelSpec:
 
     name: str  # as the user wrote it; also the test id and the baseline file's key
     kind: str  # "embedded" | "arch" | "folder" | "hub"
-    weights_are_random: bool = False  # quality verdicts do not apply to random weights
+    # Seeded random weights (the tiny pipelines, the presets): their images are noise, so the
+    # report marks their quality numbers as a network's sensitivity, not image quality.
+    weights_are_random: bool = False
+    quality_gated: bool = True  # False for the presets: nothing generates their images
 
     @property
     def key(self) -> str:
@@ -36,10 +39,10 @@ def resolve_model(entry: str, presets: tuple[str, ...] = PRESETS) -> ModelSpec:
     """
     entry = entry.strip()
     if entry in EMBEDDED:
-        return ModelSpec(entry, "embedded")
+        return ModelSpec(entry, "embedded", weights_are_random=entry not in TRAINED)
     if entry.startswith("arch:"):
         if entry in presets:
-            return ModelSpec(entry, "arch", weights_are_random=True)
+            return ModelSpec(entry, "arch", weights_are_random=True, quality_gated=False)
         raise ModelLoadError(
             f"unknown architecture preset {entry!r}; known: {', '.join(presets) or '(none)'}"
         )

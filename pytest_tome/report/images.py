@@ -1,4 +1,4 @@
-"""The report's image grid as PNG bytes: one row per model, one column per ratio.
+"""The report's image grid as PNG bytes: one row per ratio, one column per model.
 
 Like the thesis's figure 5.3 (images of one seed); drawn on matplotlib's Agg canvas, as
 `plots` draws the speed and quality figures, with their style and colours.
@@ -47,7 +47,11 @@ def _blank(ax: Axes, text: str) -> None:
 
 
 def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
-    """One row per model, one column per ratio; the first column is the unmerged image."""
+    """One row per ratio (the unmerged image first), one column per model.
+
+    Reading down a column shows one model's image as the ratio grows, so the damage a merge
+    does is seen at a glance.
+    """
     groups = {
         m: rows
         for m, rows in _groups(results).items()
@@ -55,29 +59,36 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
     }
     if not groups:
         return None
-    ratios = sorted({r.ratio for rows in groups.values() for r in rows})
-    columns = [0.0, *[r for r in ratios if r != 0.0]]
+    ratios = [0.0, *sorted({r.ratio for rows in groups.values() for r in rows} - {0.0})]
+    titles = {
+        m: _wrap(m) + ("\n(random weights)" if rows[0].random_weights else "")
+        for m, rows in groups.items()
+    }
     with rc_context({**STYLE, "axes.grid": False}):
-        label_width = 0.35 + 0.08 * max(len(line) for m in groups for line in _wrap(m).split("\n"))
-        width = max(1.55 * len(columns) + label_width, 5.5)  # room for the title
-        fig = Figure(figsize=(width, 1.75 * len(groups) + 1.0))
-        axes = np.atleast_2d(fig.subplots(len(groups), len(columns), squeeze=False))
-        for row, (model, rows) in enumerate(groups.items()):
+        label_width = 1.1
+        title_lines = max(t.count("\n") + 1 for t in titles.values())
+        width = max(1.55 * len(groups) + label_width, 5.5)  # room for the title
+        fig = Figure(figsize=(width, 1.75 * len(ratios) + 1.0 + 0.15 * title_lines))
+        axes = np.atleast_2d(fig.subplots(len(ratios), len(groups), squeeze=False))
+        for col, (model, rows) in enumerate(groups.items()):
             by_ratio = {r.ratio: r for r in rows}
             base = next((r.image_base for r in rows if r.image_base is not None), None)
-            for col, ratio in enumerate(columns):
+            for row, ratio in enumerate(ratios):
                 ax = axes[row][col]
                 ax.set_xticks([])
                 ax.set_yticks([])
                 for spine in ax.spines.values():
                     spine.set_visible(False)
                 result = by_ratio.get(ratio)
-                image = base if col == 0 else (result.image_tome if result else None)
+                image = base if row == 0 else (result.image_tome if result else None)
                 if image is not None:
                     ax.imshow(_pixels(image), interpolation="antialiased")
-                    if col and result is not None and result.psnr is not None:
+                    if row and result is not None and result.psnr is not None:
+                        quality = (
+                            f"{result.psnr:.1f} dB" if math.isfinite(result.psnr) else "identical"
+                        )
                         ax.set_xlabel(
-                            f"{result.psnr:.1f} dB" if math.isfinite(result.psnr) else "identical",
+                            quality + (" (random)" if result.random_weights else ""),
                             fontsize=8,
                             color=NOTE_COLOR,
                         )
@@ -85,18 +96,18 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
                     _blank(ax, "not\nmergeable")
                 else:
                     _blank(ax, "no image")
-                if row == 0:
-                    ax.set_title("unmerged" if col == 0 else f"ratio {ratio:g}", fontsize=9)
-            axes[row][0].text(
-                -0.1,
-                0.5,
-                _wrap(model),
-                transform=axes[row][0].transAxes,
-                ha="right",
-                va="center",
-                fontsize=9,
-                fontweight="bold",
-            )
+                if col == 0:
+                    ax.text(
+                        -0.1,
+                        0.5,
+                        "unmerged" if row == 0 else f"ratio {ratio:g}",
+                        transform=ax.transAxes,
+                        ha="right",
+                        va="center",
+                        fontsize=9,
+                        fontweight="bold",
+                    )
+            axes[0][col].set_title(titles[model], fontsize=8.5)
         fig.suptitle(
             "Token merging: one seed at every ratio",
             fontsize=13,
@@ -105,6 +116,8 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
             ha="left",
         )
         caption = "under each image: PSNR against the unmerged one"
+        if any(r.random_weights for rows in groups.values() for r in rows):
+            caption += "; random weights draw noise: their PSNR is a sensitivity, not quality"
         text = "\n".join(
             textwrap.wrap(
                 f"{sub}; {caption}" if sub else caption, width=int(fig.get_figwidth() * 12)
@@ -127,8 +140,8 @@ def plot_images(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
             left=label_width / fig.get_figwidth(),
             right=0.99,
             bottom=0.35 / height,
-            top=1 - (0.7 + 0.15 * lines) / height,
+            top=1 - (0.7 + 0.15 * lines + 0.15 * title_lines) / height,
             wspace=0.06,
-            hspace=0.3,
+            hspace=0.35,
         )
         return _png(fig, dpi=GRID_DPI)

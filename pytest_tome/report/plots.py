@@ -275,14 +275,15 @@ def plot_quality(results: Sequence[RatioResult], sub: str = "") -> bytes | None:
             ratios += [r.ratio for r in rows]
             psnr = [(r.ratio, r.psnr) for r in rows if r.psnr is not None]
             ys = [ceiling if math.isinf(p) else p for _, p in psnr]
-            ax_psnr.plot([x for x, _ in psnr], ys, label=model, lw=2, ms=6, **style)
+            label = f"{model} (random weights)" if rows[0].random_weights else model
+            ax_psnr.plot([x for x, _ in psnr], ys, label=label, lw=2, ms=6, **style)
             for x, p in psnr:
                 if math.isinf(p):
                     any_inf = True
                     ax_psnr.plot(x, ceiling, marker="^", ms=10, color=style["color"], ls="none")
             ssim = [(r.ratio, r.ssim) for r in rows if r.ssim is not None]
             ax_ssim.plot(
-                [x for x, _ in ssim], [s for _, s in ssim], label=model, lw=2, ms=6, **style
+                [x for x, _ in ssim], [s for _, s in ssim], label=label, lw=2, ms=6, **style
             )
         if any_inf:
             ax_psnr.axhline(ceiling, color=NOTE_COLOR, lw=0.8, ls="--")

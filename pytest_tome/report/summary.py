@@ -19,6 +19,7 @@ from pytest_tome.gate.results import (
     Headroom,
     RatioResult,
 )
+from pytest_tome.report.layers import merged_layers_markdown, merged_levels_lines
 
 COLUMNS = ("ratio", "time per image", "speedup [95% CI]", "peak memory", "PSNR", "SSIM", "verdict")
 NUMERIC_COLUMNS = {"ratio"}  # right-aligned in both the terminal and markdown
@@ -111,10 +112,18 @@ def row_cells(result: RatioResult) -> tuple[str, ...]:
         time_text,
         format_speedup(result),
         format_memory(result),
-        format_psnr(result.psnr),
-        format_ssim(result.ssim),
+        format_psnr(result.psnr) + _random(result),
+        format_ssim(result.ssim) + _random(result),
         result.verdict,
     )
+
+
+RANDOM_WEIGHTS = " (random weights)"
+
+
+def _random(result: RatioResult) -> str:
+    """Beside a quality number of random weights: a sensitivity, not image quality."""
+    return RANDOM_WEIGHTS if result.random_weights and result.psnr is not None else ""
 
 
 def ratio_label(result: RatioResult) -> str:
@@ -196,6 +205,7 @@ def summary_lines(results: Sequence[RatioResult], headroom: Sequence[Headroom]) 
         lines.extend(f"  {note}" for note in _notes(rows))
         if room is not None:
             lines.append(headroom_line(room))
+        lines.extend(merged_levels_lines(rows))
     return lines
 
 
@@ -247,11 +257,42 @@ def report_markdown(
             lines += [*(f"- {_md_escape(note)}" for note in notes), ""]
         if room is not None:
             lines += [f"_{headroom_line(room)}_", ""]
+        lines += merged_layers_markdown(rows)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{title}]({path})\n" for title, path in figures]
+        if any(path == "quality.png" for _, path in figures):
+            lines += thesis_trend(results)
     if settings:
         lines += ["<details><summary>Settings</summary>", "", "| setting | value |", "|---|---|"]
         lines += [f"| {k} | {_md_escape(_setting_text(v))} |" for k, v in settings.items()]
         lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+THESIS_TREND = (
+    "The thesis (CelebA-HQ, 200 steps) found PSNR and SSIM falling steeply, it says "
+    "exponentially, as the ratio grows; it could measure that only on SD 1.5, because tomesd "
+    "merged nothing on its pixel DDPM and latent LDM."
+)
+
+
+def thesis_trend(results: Sequence[RatioResult]) -> list[str]:
+    """Beside the quality figure: each trained model's curve in words, next to the thesis's."""
+    lines = []
+    for model, rows, _ in _by_model(results, ()):
+        points = [
+            r
+            for r in rows
+            if r.method == "tome" and not r.random_weights and r.psnr is not None
+            and math.isfinite(r.psnr) and r.ssim is not None
+        ]  # fmt: skip
+        if len(points) >= 2:
+            low, high = points[0], points[-1]
+            lines.append(
+                f"- {model}: PSNR {low.psnr:.1f} dB at ratio {low.ratio:g} to {high.psnr:.1f} dB "
+                f"at {high.ratio:g}; SSIM {low.ssim:.3f} to {high.ssim:.3f}"
+            )
+    if not lines:
+        return []
+    return [f"_{THESIS_TREND} Here, on models trained on faces:_", "", *lines, ""]

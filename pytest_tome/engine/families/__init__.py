@@ -9,7 +9,7 @@ from pytest_tome.engine.families import flux, joint, tomesd_blocks, transformer_
 from pytest_tome.engine.families.base import Family
 
 FAMILIES: tuple[Family, ...] = (
-    tomesd_blocks.FAMILY,  # SD's BasicTransformerBlocks, backend="tomesd"
+    tomesd_blocks.FAMILY,  # SD 1.5's and SDXL's BasicTransformerBlocks, backend="tomesd"
     transformer_blocks.UNET_FAMILY,  # the same blocks, backend="pytest-tome"
     unet2d.FAMILY,
     transformer_blocks.BACKBONE_FAMILY,  # DiT, PixArt-α

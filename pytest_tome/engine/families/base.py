@@ -25,8 +25,6 @@ class Family:
     backend = BACKEND_OURS  # who merges in its layers
     # The `apply_tome(backend=...)` choices that use this family; one family per layer each.
     backends: tuple[str, ...] = (BACKEND_OURS, BACKEND_TOMESD)
-    # max_downsample counts from the model's input (tomesd) or from the first site's level.
-    downsample_from_input = False
 
     def sites(self, model: nn.Module) -> list[Site]:
         raise NotImplementedError

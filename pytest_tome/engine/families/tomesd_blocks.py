@@ -23,7 +23,6 @@ class TomesdBlocks(Family):
     name = "tomesd-blocks"
     backend = BACKEND_TOMESD
     backends = (BACKEND_TOMESD,)
-    downsample_from_input = True
 
     def sites(self, model: nn.Module) -> list[Site]:
         sites = []

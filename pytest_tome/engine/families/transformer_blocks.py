@@ -267,7 +267,6 @@ class UNetBlocks(_MergedBlocks):
 
     name = "unet-blocks"
     backends = (BACKEND_OURS,)
-    downsample_from_input = True
 
     def sites(self, model: nn.Module) -> list[Site]:
         sites = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -87,15 +88,24 @@ def median_ci(
     (96.9% for six samples, 97.9% for nine); below six samples not even (min, max) reaches
     95%, and its own coverage 1 - 2 * 0.5**n is returned (93.75% for five samples).
     """
-    from scipy import stats  # here, not at import: the plugin loads this module at start-up
-
     values = np.sort(_checked(samples, "samples"))
-    n = values.size
+    r, coverage = _order_rank(values.size, confidence)
+    return (float(values[r]), float(values[values.size - 1 - r])), coverage
+
+
+@lru_cache(maxsize=256)
+def _order_rank(n: int, confidence: float) -> tuple[int, float]:
+    """The rank r of `median_ci` for n samples, and its coverage (cached: the gate asks after
+    every round)."""
     r = 0
-    while r + 1 < (n + 1) // 2 and 1 - 2 * stats.binom.cdf(r + 1, n, 0.5) >= confidence:
+    while r + 1 < (n + 1) // 2 and 1 - 2 * _binom_cdf(r + 1, n) >= confidence:
         r += 1
-    coverage = float(1 - 2 * stats.binom.cdf(r, n, 0.5))
-    return (float(values[r]), float(values[n - 1 - r])), coverage
+    return r, 1 - 2 * _binom_cdf(r, n)
+
+
+def _binom_cdf(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) <= k), exactly."""
+    return math.fsum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
 def paired_ratios(time_base: Sequence[float], time_tome: Sequence[float]) -> tuple[float, ...]:
@@ -141,10 +151,8 @@ def median_beyond(
     n = above + below
     if n == 0 or 0.5**n >= alpha:
         return Significance(False, f"too few samples for alpha {alpha:g}")
-    from scipy import stats
-
     count = above if side == "above" else below
-    p = float(stats.binom.sf(count - 1, n, 0.5))
+    p = 1 - _binom_cdf(count - 1, n)
     return Significance(p < alpha, "sign test", p)
 
 
@@ -186,3 +194,41 @@ def significantly_worse(
         p = float(stats.mannwhitneyu(cur, base, alternative=alternative, method=method).pvalue)
         return Significance(p < alpha, "Mann-Whitney U", p)
     return Significance(False, f"too few samples for alpha {alpha:g}")
+
+
+def spending(t: float, alpha: float) -> float:
+    """Pocock-type alpha spending (Lan and DeMets): the share of `alpha` a sequential test may
+    have used up by information fraction t (rounds so far / most rounds), alpha*ln(1+(e-1)t).
+    It spends early, so a clear result stops at the first look."""
+    return alpha * math.log(1 + (math.e - 1) * min(max(t, 0.0), 1.0))
+
+
+@lru_cache(maxsize=256)
+def sequential_counts(looks: tuple[int, ...], alpha: float) -> tuple[int, ...]:
+    """A group-sequential one-sided sign test: at look k (after looks[k] samples), reject when
+    at least counts[k] samples lie on the tested side of the reference.
+
+    Exact: under the null (the median on the reference) the count is a random walk of fair
+    coin flips. Each look's count is the smallest whose first-rejection probability there,
+    over the walks not rejected before, stays within what `spending` allows by then minus
+    what earlier looks really used; so a look too small to reject anything hands its share
+    on. The chance to reject at any look is at most `alpha`, however the looks fall.
+    A count of looks[k] + 1 means that look cannot reject.
+    """
+    if not looks or list(looks) != sorted(set(looks)) or looks[0] < 1:
+        raise ValueError(f"looks must be increasing round counts >= 1, got {looks!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
+    walks = np.array([1.0])  # P(count = i, not rejected yet) after `done` samples
+    done, used, counts = 0, 0.0, []
+    for n in looks:
+        step = np.array([math.comb(n - done, i) for i in range(n - done + 1)]) / 2 ** (n - done)
+        walks, done = np.convolve(walks, step), n
+        budget = spending(n / looks[-1], alpha) - used
+        tails = np.cumsum(walks[::-1])[::-1]  # tails[c] = P(count >= c, not rejected yet)
+        count = next((c for c in range(n + 1) if tails[c] <= budget + 1e-12), n + 1)
+        if count <= n:
+            used += float(tails[count])
+            walks[count:] = 0.0
+        counts.append(count)
+    return tuple(counts)

@@ -13,11 +13,14 @@ from typing import Any
 class Tolerances:
     """How much worse than the baseline a metric may get before the gate fails."""
 
-    speed: float = 0.10  # the merged run may get this much slower relative to the unmerged
+    # The merged call may take this much longer, relative to the unmerged one, than in the
+    # baseline: the speedup may fall to baseline / (1 + speed); 10% allows a 9.1% lower speedup.
+    speed: float = 0.10
     memory: float = 0.10  # relative increase of the merged run's peak memory
     psnr: float = 1.0  # dB below the baseline
     ssim: float = 0.02  # absolute drop
-    # Significance level of the one-sided tests on speed and memory. 0.01 rather than 0.05:
+    # Significance level of the one-sided test on memory (speed has its own sequential levels,
+    # decide/speed.py). 0.01 rather than 0.05:
     # a gate run makes a check per model and ratio, and a false failure in any one fails it;
     # five rounds per side still reach p = 1/252 when the samples separate completely.
     alpha: float = 0.01
@@ -45,8 +48,18 @@ def parse_tolerance(name: str, value: Any) -> float:
         raise ValueError(f"tolerance {name}={value!r} must be a finite number >= 0")
     if name == "speed" and number >= 1:
         raise ValueError(
-            f"tolerance speed={value!r} must lie in [0, 100%): it is the share of the speedup "
-            "that may be lost (100% would allow any slowdown), e.g. 10%"
+            f"tolerance speed={value!r} must lie in [0, 100%): how much longer the merged call "
+            "may take (the speedup may fall to baseline / (1 + speed)), e.g. 10%"
+        )
+    if name == "memory" and number >= 1:
+        raise ValueError(
+            f"tolerance memory={value!r} must lie in [0, 100%): the share by which the merged "
+            "run's peak memory may grow, e.g. 10% or 0.1 (as speed)"
+        )
+    if name == "ssim" and number > 1:
+        raise ValueError(
+            f"tolerance ssim={value!r} must lie in [0, 1]: the absolute SSIM drop allowed "
+            "(SSIM is at most 1; 1 allows a drop to 0), e.g. 0.02"
         )
     if name == "alpha" and not 0 < number < 1:
         raise ValueError(f"alpha={value!r} must lie strictly between 0 and 1 (e.g. 0.05 or 5%)")

@@ -2,18 +2,21 @@
 
 Speed is judged on the speedup (time_base / time_tome, paired within a round), not on
 absolute times: absolute times drift between runs on a shared machine, the within-run ratio
-does not. Speed and memory fail only when worse beyond chance (stats.significantly_worse)
-*and* by more than the tolerance, and speed passes only when a loss beyond it is ruled out
-(gate.speed); quality fails when PSNR or SSIM drop by more than theirs.
+does not. Speed fails when a loss beyond the tolerance is shown and passes only when it is
+ruled out (decide.speed); memory fails only when worse beyond chance
+(stats.significantly_worse) *and* by more than the tolerance; quality fails when PSNR or
+SSIM drop by more than theirs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pytest_tome.gate.decide.speed import coverage_text, speed_call
 from pytest_tome.gate.decide.tolerances import Tolerances
+from pytest_tome.gate.decide.waits import merged_waits
 from pytest_tome.gate.results import (
     FAIL,
     INCONCLUSIVE,
@@ -24,6 +27,8 @@ from pytest_tome.gate.results import (
     PASS,
     RatioResult,
 )
+
+Looks = Sequence[int] | None
 
 # At or above this PSNR merged and unmerged images count as identical: an RMS difference
 # below 1e-4 of the range, a fortieth of one 8-bit step.
@@ -86,11 +91,15 @@ def decide(
     tolerances: Tolerances,
     *,
     quality_applies: bool,
+    looks: Looks = None,
 ) -> Decision:
-    """Compare one ratio's measurements with its baseline entry (None: there is none yet)."""
+    """Compare one ratio's measurements with its baseline entry (None: there is none yet).
+
+    `looks`: the round counts at which the speed call may have stopped (speed.look_schedule);
+    None: one look at the rounds measured."""
     rows: list[Row] = []
     notes: list[str] = []
-    rows.append(_speed(current, baseline, tolerances))
+    rows.append(_speed(current, baseline, tolerances, looks))
     rows.append(_memory(current, baseline, tolerances, notes))
     rows.extend(_quality(current, baseline, tolerances, quality_applies, notes))
     failed = [f"{r.metric}: {r.why}" for r in rows if r.status in (FAIL, INCONCLUSIVE)]
@@ -114,28 +123,39 @@ def _speedup_text(result: RatioResult) -> str:
     return f"{speedup.median:.2f}x [{low:.2f}, {high:.2f}]{coverage_text(speedup.confidence)}"
 
 
-def _speed(current: RatioResult, baseline: RatioResult | None, tol: Tolerances) -> Row:
+def _speed(
+    current: RatioResult, baseline: RatioResult | None, tol: Tolerances, looks: Looks
+) -> Row:
     tolerance = f"{tol.speed:.0%} slower"
     if not current.time_tome:
         return Row("speedup", "-", "-", tolerance, NOT_MEASURED)
     measured = _speedup_text(current)
     if baseline is None:
         return Row("speedup", measured, "-", tolerance, NEW, "no baseline yet")
-    call = speed_call(current.time_base, current.time_tome, baseline, tol)
-    status = FAIL if call.failed else INCONCLUSIVE if call.inconclusive else PASS
+    call = speed_call(current.time_base, current.time_tome, baseline, tol, looks)
     line = f"the {call.threshold:.2f}x that {tol.speed:.0%} slower allows"
+    pass_line = f"{call.pass_line:.2f}x, the baseline's upper bound less {tol.speed:.0%} slower"
     why = _change(call.slower, "slower", "faster")
-    if status == FAIL:
-        why += f", {call.significance.describe()}; below {line}"
-    elif status == PASS:
-        why += f"; above {line}, {call.within.describe()}"
+    waits = merged_waits(current)
+    if waits is not None and waits.significant:
+        walled = speed_call(current.cpu_base, waits.tome_with_waits, baseline, tol, looks)
+        if walled.status == FAIL:
+            why = (
+                f"{_change(walled.slower, 'slower', 'faster')} with the waits in: "
+                f"{waits.describe()}; {walled.bounds_text()} wholly below {line}"
+            )
+            return Row("speedup", measured, _speedup_text(baseline), tolerance, FAIL, why)
+        why += f"; {waits.describe()}, within the tolerance"
+    if call.status == FAIL:
+        why += f"; {call.bounds_text()} wholly below {line}"
+    elif call.status == PASS:
+        why += f"; {call.bounds_text()} wholly above {pass_line}"
     else:
         why += (
             f"; too noisy to decide: a speedup below {line} is not ruled out "
-            f"({call.within.describe()}; interval down to {call.low:.2f}x) "
-            f"after {len(current.time_tome)} rounds"
+            f"(a pass needs the lower bound above {pass_line}; {call.bounds_text()})"
         )
-    return Row("speedup", measured, _speedup_text(baseline), tolerance, status, why)
+    return Row("speedup", measured, _speedup_text(baseline), tolerance, call.status, why)
 
 
 def _change(fraction: float, worse: str, better: str) -> str:

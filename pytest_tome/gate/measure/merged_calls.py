@@ -33,6 +33,8 @@ class MergedCalls:
     def __init__(self, pipe: Any, ratio: float, **tome_kwargs: Any) -> None:
         self.pipe, self.ratio, self.kwargs = pipe, ratio, tome_kwargs
         self.calls = 0
+        # (name, downsample, tokens in, tokens out) per patched layer after the last call.
+        self.layers: tuple[tuple[str, int, int, int], ...] = ()
 
     @contextmanager
     def __call__(self) -> Iterator[Any]:
@@ -44,6 +46,11 @@ class MergedCalls:
             yield patch
             # Only a call that returned is checked: an error in it is the news, not its no-op.
             idle = patch.idle_layers() if self.ratio > 0 else []
+            self.layers = tuple(
+                (layer.name, layer.downsample, layer.tokens_in, layer.tokens_out)
+                for layer in patch.layers
+                if layer.tokens_in is not None
+            )
         finally:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TomeWarning)  # idle_layers names replacements

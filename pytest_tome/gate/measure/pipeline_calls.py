@@ -39,9 +39,10 @@ def run_pipeline(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray
 
 
 def _call(pipe: Any, *, steps: int, seed: int, images: int) -> np.ndarray:
-    device = pipe.device
-    # MPS has no seeded generator of its own; CPU noise moved to the device is the usual fix.
-    generator = torch.Generator("cpu" if device.type == "mps" else device).manual_seed(seed)
+    # A CPU generator on every device: diffusers draws the noise on the CPU and moves it, so a
+    # seed gives the same starting noise everywhere, MPS (which has no seeded generator) works,
+    # and so does LDMPipeline, whose noise is drawn without a device (a CUDA generator fails).
+    generator = torch.Generator("cpu").manual_seed(seed)
     params = inspect.signature(pipe.__call__).parameters
     kwargs: dict[str, Any] = {
         "num_inference_steps": steps,
@@ -69,6 +70,8 @@ def denoiser_forward(pipe: Any) -> Callable[[], object]:
     class, or PixArt's 120 T5 tokens); SD3 and Flux transformers their own (`joint_inputs`).
     """
     generator = torch.Generator("cpu").manual_seed(0)
+    from pytest_tome.models.conditioning import added_cond_kwargs
+
     if getattr(pipe, "unet", None) is None:
         from pytest_tome.gate.measure.joint_inputs import joint_forward_inputs
 
@@ -96,6 +99,7 @@ def denoiser_forward(pipe: Any) -> Callable[[], object]:
         batch = 2
         context = torch.randn(batch, 77, config.cross_attention_dim, generator=generator)
         kwargs["encoder_hidden_states"] = context.to(model.device, model.dtype)
+        kwargs.update(added_cond_kwargs(model, batch, generator))  # SDXL's pooled text, sizes
     elif getattr(pipe, "unet", None) is None and getattr(config, "num_embeds_ada_norm", None):
         batch = 2  # DiT: a class and the null class (id num_embeds_ada_norm)
         labels = [CLASS_LABEL % config.num_embeds_ada_norm, config.num_embeds_ada_norm]

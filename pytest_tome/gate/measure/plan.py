@@ -19,7 +19,7 @@ TOME_ARGS: Mapping[str, Any] = MappingProxyType(
     {
         "sx": 2,
         "sy": 2,
-        "max_downsample": 1,
+        "max_downsample": None,  # the finest level that has attention
         "use_rand": True,
         "merge_attn": True,
         "merge_crossattn": False,

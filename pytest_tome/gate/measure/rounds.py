@@ -35,13 +35,18 @@ MEMORY_ROUNDS = 1
 class PairedRun(Generic[T]):
     """Raw samples of one model at one ratio: round i of each side was measured back to back."""
 
-    time_base: tuple[float, ...]  # seconds per image
+    time_base: tuple[float, ...]  # seconds per image, by the configured clock
     time_tome: tuple[float, ...]
     memory_base_samples: tuple[int, ...]  # peak bytes of each call; empty: not measured
     memory_tome_samples: tuple[int, ...]
     memory_method: str
     output_base: T  # what the last unmerged call returned, for quality
     output_tome: T
+    # Both clocks of the same calls: wall seconds and the timing thread's CPU seconds per image
+    wall_base: tuple[float, ...] = ()
+    wall_tome: tuple[float, ...] = ()
+    cpu_base: tuple[float, ...] = ()
+    cpu_tome: tuple[float, ...] = ()
 
     @property
     def memory_base(self) -> int | None:
@@ -63,6 +68,8 @@ class _Recorder(Generic[T]):
     Round i runs (unmerged, merged) when i is even and (merged, unmerged) when i is odd, so
     whatever the first call of a pair gains or loses (caches, clocks) cancels over the rounds.
     `merged()` is entered before each merged call and left after it, outside the timed part.
+    Every call is read by both clocks too (wall, and the calling thread's CPU time), so a
+    merged path that waits (sleep, I/O, a lock, another thread) shows (decide.waits).
     """
 
     def __init__(
@@ -79,6 +86,8 @@ class _Recorder(Generic[T]):
         self.sync, self.memory = synchronizer(device), peak_memory(device)
         self.images = images_per_call
         self.times: dict[str, list[float]] = {"base": [], "tome": []}
+        self.walls: dict[str, list[float]] = {"base": [], "tome": []}
+        self.cpus: dict[str, list[float]] = {"base": [], "tome": []}
         self.peaks: dict[str, list[int | None]] = {"base": [], "tome": []}
         self.outputs: dict[str, Any] = {}
         self._patch = ExitStack()
@@ -90,12 +99,17 @@ class _Recorder(Generic[T]):
         if probe:
             self.memory.start()
         clock = self.clock or time.perf_counter
-        start = clock()
+        own = clock not in (time.perf_counter, time.thread_time)  # a clock a test injected
+        start = clock() if own else 0.0
+        wall, cpu = time.perf_counter(), time.thread_time()
         output = run()
         self.sync()
-        elapsed = clock() - start
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        elapsed = clock() - start if own else cpu if clock is time.thread_time else wall
         self.peaks[side].append(self.memory.stop() if probe else None)
         self.times[side].append(elapsed / self.images)
+        self.walls[side].append(wall / self.images)
+        self.cpus[side].append(cpu / self.images)
         self.outputs[side] = output
         return output
 
@@ -147,7 +161,12 @@ class _Recorder(Generic[T]):
         """
         self._patch.close()
         n = self.pairs() if limit is None else min(self.pairs(), limit)
-        for samples in (*self.times.values(), *self.peaks.values()):
+        for samples in (
+            *self.times.values(),
+            *self.walls.values(),
+            *self.cpus.values(),
+            *self.peaks.values(),
+        ):
             del samples[n:]
         self._round = n
 
@@ -231,6 +250,10 @@ def interleaved(
     return PairedRun(
         time_base=tuple(recorder.times["base"][kept]),
         time_tome=tuple(recorder.times["tome"][kept]),
+        wall_base=tuple(recorder.walls["base"][kept]),
+        wall_tome=tuple(recorder.walls["tome"][kept]),
+        cpu_base=tuple(recorder.cpus["base"][kept]),
+        cpu_tome=tuple(recorder.cpus["tome"][kept]),
         memory_base_samples=peaks["base"] if measured else (),
         memory_tome_samples=peaks["tome"] if measured else (),
         memory_method=recorder.memory.method if measured else NOT_MEASURED,
