@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,16 +144,20 @@ def run_id(method: str, ratio: float) -> str:
     return f"r{ratio:g}" if method == METHOD_TOME else f"{method}-r{ratio:g}"
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-benchmark's, whose skip marks it may undo
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # around pytest-benchmark's, to see which marks it adds
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
     """Validate `@pytest.mark.tome(...)` tolerances now, not when the test first runs; when a
     collected test uses a tome fixture, check the device now too (a usage error, exit 4)."""
+    gates = {id(item): list(item.own_markers) for item in items if _is_gate(item)}
+    yield  # every other plugin's implementation, pytest-benchmark's among them
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
     from pytest_tome.gate.decide.tolerances import tolerances_from_marker
 
-    _gates_keep_their_benchmark(config, items)
+    _gates_keep_their_benchmark(config, items, gates)
     # Under xdist a worker's usage error would end as a crash report; there the fixture that
     # first needs the device fails its tests cleanly instead (fixtures.tome_settings).
     if session.worker_index is None and any(_uses_tome(item) for item in items):
@@ -169,11 +175,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.stash[TOLERANCES_KEY] = tolerances
 
 
-def _gates_keep_their_benchmark(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _is_gate(item: pytest.Item) -> bool:
+    return "tome_gate" in getattr(item, "fixturenames", ())
+
+
+def _gates_keep_their_benchmark(
+    config: pytest.Config, items: list[pytest.Item], before: dict[int, list[Any]]
+) -> None:
     """tome_gate needs pytest-benchmark (a usage error without it) and runs under
     --benchmark-only: it takes the benchmark fixture at run time, so it is no test
-    "without a benchmark" that pytest-benchmark would skip."""
-    gates = [item for item in items if "tome_gate" in getattr(item, "fixturenames", ())]
+    "without a benchmark" that pytest-benchmark would skip.
+
+    pytest-benchmark skips, under --benchmark-only, each test that does not name its fixture,
+    by adding a skip mark in this hook. The skip marks a gate gained during the hook (`before`:
+    its marks when the hook started) are taken off then: keyed on the option and on when the
+    mark came, not on the mark's text, which pytest-benchmark may reword."""
+    gates = [item for item in items if id(item) in before]
     if not gates:
         return
     if not config.pluginmanager.hasplugin("benchmark"):
@@ -181,11 +198,14 @@ def _gates_keep_their_benchmark(config: pytest.Config, items: list[pytest.Item])
             "pytest-tome's gate (tome_gate) needs pytest-benchmark, which is disabled here "
             "(-p no:benchmark?); enable it, and use --benchmark-disable to switch its timing off"
         )
+    if not config.getoption("benchmark_only", False):
+        return
     for item in gates:
+        kept = before[id(item)]
         item.own_markers[:] = [
             mark
             for mark in item.own_markers
-            if not (mark.name == "skip" and "--benchmark-only" in str(mark.kwargs.get("reason")))
+            if mark.name != "skip" or any(mark is old for old in kept)
         ]
 
 

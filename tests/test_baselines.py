@@ -295,3 +295,41 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
     assert own == expected
     leftovers = [p.name for p in (tmp_path / "cpu").iterdir() if p.suffix == ".tmp"]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("missing", [("psnr",), ("ssim",), ("psnr", "ssim")])
+def test_an_entry_without_quality_is_corrupt_where_images_are_scored(tmp_path, missing):
+    """A null psnr or ssim used to read as "no baseline yet" for that row: the quality gate
+    went off without a word, and a planted quality loss passed."""
+    save_entries(tmp_path, "cpu", "tiny-sd", [entry(0.5, **dict.fromkeys(missing))])
+    path = baseline_path(tmp_path, "cpu", "tiny-sd")
+    with pytest.raises(CorruptBaseline) as info:
+        load_entry(tmp_path, "cpu", "tiny-sd", 0.5, fingerprint=FP, save_command=SAVE, quality=True)
+    message = str(info.value)
+    assert (
+        f"baseline file {path} is corrupt: entry '0.5' has {' and '.join(missing)} null" in message
+    )
+    assert SAVE in message
+    # random weights: quality is not scored, and null is what such an entry holds
+    assert load(tmp_path, 0.5).ratio == 0.5
+
+
+def test_unknown_fingerprint_keys_are_left_out_before_measuring(tmp_path):
+    save_entries(tmp_path, "cpu", "tiny-sd", [entry(0.5)])
+    now = {**FP, "resolution": [64, 64]}
+    with pytest.raises(FingerprintMismatch, match="resolution"):
+        load(tmp_path, 0.5, fp=now)
+    found = load_entry(
+        tmp_path, "cpu", "tiny-sd", 0.5, fingerprint=now, save_command=SAVE, unknown=("resolution",)
+    )
+    assert found == entry(0.5).result
+
+
+def test_a_lock_that_is_a_directory_is_named_as_such(tmp_path):
+    path = baseline_path(tmp_path, "cpu", "tiny-sd")
+    path.with_name(path.name + ".lock").mkdir(parents=True)
+    with pytest.raises(BaselineFolderError) as info:
+        save_entries(tmp_path, "cpu", "tiny-sd", [entry(0.5)])
+    message = str(info.value)
+    assert f"{path}.lock is a directory, not a lock file" in message
+    assert "writable" not in message

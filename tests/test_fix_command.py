@@ -47,3 +47,72 @@ def test_a_baselines_folder_elsewhere_is_named_relative_to_here(tmp_path, monkey
     settings = TomeSettings(baselines=Path(tmp_path / "shared" / "baselines"))
     command = save_command(NODE, ModelSpec("tiny-sd", "embedded"), 0.5, settings)
     assert " --tome-baselines=../shared/baselines " in command
+
+
+def test_fingerprinted_timing_settings_are_kept(tmp_path, monkeypatch) -> None:
+    """threads and clock are in the fingerprint: a command without them saves a baseline
+    that the run which printed it never matches."""
+    monkeypatch.chdir(tmp_path)
+    settings = TomeSettings(baselines=tmp_path / "baselines", threads=None, clock="wall")
+    command = save_command(NODE, ModelSpec("tiny-sd", "embedded"), 0.5, settings)
+    assert " --tome-threads=auto " in command and " --tome-clock=wall " in command, command
+
+
+def test_every_fingerprinted_setting_is_in_the_command(tmp_path, monkeypatch) -> None:
+    """The command is built from the fingerprint's own list: change any field of it from its
+    default and the command names it."""
+    from dataclasses import fields, replace
+
+    from pytest_tome.gate.measure.plan import RunPlan
+    from pytest_tome.gate.store.fingerprints import MEASURED_WITH, NOT_FINGERPRINTED, TIMED_WITH
+
+    monkeypatch.chdir(tmp_path)
+    base = TomeSettings(baselines=tmp_path / "baselines")
+    other = {"dtype": "bfloat16", "steps": 9, "seed": 3, "images": 2, "threads": 4, "clock": "wall"}
+    for name in (*MEASURED_WITH, *TIMED_WITH):
+        settings = replace(base, **{name: other[name]})
+        command = save_command(NODE, ModelSpec("tiny-sd", "embedded"), 0.5, settings)
+        assert f" --tome-{name}={other[name]} " in command, (name, command)
+    # a new RunPlan field must be put on one side or the other
+    classified = {*MEASURED_WITH, *TIMED_WITH, *NOT_FINGERPRINTED}
+    assert {f.name for f in fields(RunPlan)} == classified
+
+
+def test_the_fingerprint_holds_the_listed_settings() -> None:
+    from pytest_tome.gate.measure.plan import run_plan
+    from pytest_tome.gate.store.fingerprints import MEASURED_WITH, TIMED_WITH, plan_fingerprint
+
+    plan = run_plan(TomeSettings(threads=None), "tiny-sd", 0.5, "tome")
+    fp = plan_fingerprint(plan, 3, resolution=[8, 8], tome={})
+    assert {*MEASURED_WITH, *TIMED_WITH} <= set(fp)
+    assert (fp["threads"], fp["clock"]) == (3, "wall")
+
+
+ROUND_TRIP = """
+def test_gate(tome_gate, tome_ratio):
+    tome_gate(tome_ratio)
+"""
+
+
+def test_the_printed_command_saves_a_baseline_the_run_then_matches(pytester) -> None:
+    """Run with a non-default fingerprinted setting, save with the command the failure
+    prints, rerun: the baseline is found and its fingerprint matches (the command used to
+    drop --tome-threads and --tome-clock, so the rerun never matched)."""
+    import shlex
+
+    pytester.makepyfile(test_user_gate=ROUND_TRIP)
+    run = (
+        "--tome-models=tiny-ldm", "--tome-steps=2", "--tome-rounds=6", "--tome-ratios=0.5",
+        "--tome-clock=wall", "--tome-baselines=baselines", "-p", "no:randomly",
+    )  # fmt: skip
+    missing = pytester.runpytest(*run)
+    missing.assert_outcomes(failed=1)
+    line = next(l for l in missing.outlines if "create it with: pytest" in l)
+    command = shlex.split(line.split("create it with: ", 1)[1])
+    assert command[0] == "pytest" and "--tome-clock=wall" in command, command
+    saved = pytester.runpytest(*command[1:])
+    saved.assert_outcomes(passed=1)
+    again = pytester.runpytest(*run, "--tome-inconclusive=warn", "--tome-tol-speed=90%")
+    text = again.stdout.str()
+    assert "different settings" not in text and "no baseline" not in text, text
+    again.assert_outcomes(passed=1)

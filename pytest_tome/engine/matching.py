@@ -33,6 +33,11 @@ class TokenMerge:
     the destinations, each the mean of itself and the sources merged into it. `unmerge` maps
     (B, tokens_out, C') back to (B, tokens_in, C'), every token taking the row it went into.
     Without index tensors (nothing to merge) both are the identity.
+
+    Determinism: `merge` sums with `index_add_` and `merge_channels_first` with `scatter_add_`,
+    which are bit-for-bit reproducible on the CPU but not on CUDA (atomic adds in no fixed
+    order; `torch.use_deterministic_algorithms(True)` makes them so, slower). Bit-identity
+    with tomesd and run to run is promised on the CPU; on CUDA, equal to float rounding.
     """
 
     batch: int
@@ -169,9 +174,13 @@ def bipartite_soft_matching_2d(
 def _best_rows(
     metric: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each source's best cosine similarity to a destination, and which: tomesd's arithmetic,
-    so scores and hence ties come out bit for bit equal."""
-    metric = metric / metric.norm(dim=-1, keepdim=True)
+    """Each source's best cosine similarity to a destination, and which: tomesd's arithmetic
+    (float32, bfloat16), so scores and hence ties come out bit for bit equal (on the CPU;
+    see `TokenMerge`). In float16 the norm is taken in float32: tomesd's overflows there."""
+    if metric.dtype in _NARROW:
+        metric = (metric / _norms32(metric, -1)).to(metric.dtype)
+    else:
+        metric = metric / metric.norm(dim=-1, keepdim=True)
     scores = metric.index_select(1, src) @ metric.index_select(1, dst).transpose(-1, -2)
     return scores.max(dim=-1)
 
@@ -181,14 +190,32 @@ def _best_channels_first(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`_best_rows` for (B, C, N) `x`, reading it in place: every token is compared with the
     normalised destinations in one matmul (cheaper than gathering the sources' columns), and
-    a row's own norm, constant along it, divides only its maximum."""
-    norms = x.square().sum(dim=1).sqrt()  # (B, N); a third of vector_norm's time across C
+    a row's own norm, constant along it, divides only its maximum.
+
+    float16 tokens are first scaled to unit length with norms taken in float32: float16's
+    squares overflow above 256 and its dot products above 65504."""
     batch, channels = x.shape[:2]
+    if x.dtype in _NARROW:
+        unit = (x / _norms32(x, 1)).to(x.dtype)
+        destinations = unit.gather(2, dst.view(1, 1, -1).expand(batch, channels, -1))
+        node_max, node_idx = torch.bmm(unit.transpose(1, 2), destinations).max(dim=-1)
+        return node_max.index_select(1, src), node_idx.index_select(1, src)
+    norms = x.square().sum(dim=1).sqrt()  # (B, N); a third of vector_norm's time across C
     destinations = x.gather(2, dst.view(1, 1, -1).expand(batch, channels, -1))
     destinations = destinations / norms.index_select(1, dst).unsqueeze(1)
     node_max, node_idx = torch.bmm(x.transpose(1, 2), destinations).max(dim=-1)
     node_max = node_max / norms
     return node_max.index_select(1, src), node_idx.index_select(1, src)
+
+
+# float16 overflows above 65504 (a square above 256); bfloat16 has float32's range, and keeps
+# tomesd's arithmetic bit for bit. Similarity norms of float16 tokens are taken in float32.
+_NARROW = (torch.float16,)
+
+
+def _norms32(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The vectors' L2 norms along `dim` (kept), accumulated and returned in float32."""
+    return torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=torch.float32)
 
 
 def _token_merge(

@@ -59,13 +59,20 @@ class Reducer:
         return int(h * w * self.args.ratio)
 
     def plan(
-        self, metric: torch.Tensor, h: int, w: int, *, channels_first: bool = False
+        self,
+        metric: torch.Tensor,
+        h: int,
+        w: int,
+        *,
+        channels_first: bool = False,
+        sample: int | None = None,
     ) -> TokenMerge:
         """The ToMe matching for (B, h*w, C) `metric` (or (B, C, h*w) if `channels_first`):
-        its own, or the one shared at h x w."""
+        its own, or the one shared at h x w. `sample`: which sample of a larger batch a batch
+        of one is (Flux merges sample by sample); each sample shares only its own matching."""
         s = self.args
         batch = metric.shape[0]
-        key = (h, w, batch, metric.device)
+        key = (h, w, batch, sample, metric.device)
         if s.share_matching and key in self._plans:
             return self._plans[key]
         # Odd batches cannot pair prompted with unprompted images: fixed destinations (tomesd).

@@ -19,7 +19,7 @@ import pytest
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
 from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan, run_plan
-from pytest_tome.gate.results import INCONCLUSIVE, NOT_MERGEABLE, RatioResult
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_MERGEABLE, RatioResult
 from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TomeSession
@@ -74,8 +74,9 @@ class Gate:
             )
             pytest.skip(f"{self.spec.name}: {skip}")
         plan = self.plan(ratio, method)
+        baseline = self._stored_baseline(plan)
         self._headroom(plan)
-        result = self._measure(plan)
+        result = self._measure(plan, baseline)
         self.extra_info.update(
             model=self.spec.name,
             method=method,
@@ -97,7 +98,7 @@ class Gate:
             self.session.settings, self.spec.name, ratio, method, self.session.cpu_threads
         )
 
-    def _measure(self, plan: RunPlan) -> RatioResult:
+    def _measure(self, plan: RunPlan, baseline: RatioResult | None) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.engine import TomeNotApplicable
         from pytest_tome.gate.decide.stats import paired_speedup
@@ -114,7 +115,7 @@ class Gate:
                     quality=self.spec.quality_gated,
                     pedantic=self.pedantic,
                     progress=self.progress,
-                    undecided=self.undecided(plan),
+                    undecided=self.undecided(plan, baseline),
                 )
             speedup = paired_speedup(result.time_base, result.time_tome)
             return replace(
@@ -135,21 +136,41 @@ class Gate:
             pytrace=False,
         )
 
-    def undecided(self, plan: RunPlan) -> Callable[..., bool]:
-        """Whether the speedup so far is too noisy to decide against the stored baseline."""
+    def undecided(self, plan: RunPlan, baseline: RatioResult | None) -> Callable[..., bool]:
+        """Whether the speedup so far is too noisy to decide against `baseline` (or to store)."""
+        from pytest_tome.gate.decide.admission import interval_too_short
         from pytest_tome.gate.decide.speed import speed_undecided
-        from pytest_tome.gate.store.baselines import peek_baseline
 
-        s = self.session.settings
-        baseline = (
-            None
-            if s.save_baselines
-            else peek_baseline(
-                s.baselines, self.device_key(), self.spec.key, plan.ratio, plan.method
+        if self.session.settings.save_baselines:
+            return lambda base, tome: (
+                speed_undecided(base, tome, None, self.tolerances) or interval_too_short(base, tome)
             )
-        )
         looks = self.looks(plan)
         return lambda base, tome: speed_undecided(base, tome, baseline, self.tolerances, looks)
+
+    def _stored_baseline(self, plan: RunPlan) -> RatioResult | None:
+        """The baseline, checked before the first round (corrupt, no quality, other settings
+        fail now); None when saving or missing (then measured, and the save command shown)."""
+        __tracebackhide__ = True
+        from pytest_tome.gate.store.baselines import MissingBaseline
+
+        if self.session.settings.save_baselines:
+            return None
+        empty = RatioResult(self.spec.key, plan.ratio, self.device_key(), method=plan.method)
+        with self._failing(empty):
+            try:
+                return self._load(empty, self._fingerprint(plan, None), unknown=("resolution",))
+            except MissingBaseline:
+                return None
+
+    def _load(self, result: RatioResult, fingerprint: dict, **kw: Any) -> RatioResult:
+        from pytest_tome.gate.store.baselines import load_entry
+
+        return load_entry(
+            self.session.settings.baselines, result.device, self.spec.key, result.ratio,
+            fingerprint=fingerprint, save_command=self.save_command, method=result.method,
+            quality=self.spec.quality_gated, **kw,
+        )  # fmt: skip
 
     @staticmethod
     def looks(plan: RunPlan) -> tuple[int, ...]:
@@ -182,34 +203,15 @@ class Gate:
     def _decide(self, result: RatioResult) -> RatioResult:
         __tracebackhide__ = True
         from pytest_tome.gate.decide.verdicts import decide
-        from pytest_tome.gate.store.baselines import BaselineEntry, load_entry, save_entries
 
         s = self.session.settings
-        fingerprint = self._fingerprint(result)
+        image = result.image_base
+        resolution = [image.height, image.width] if image else None
+        fingerprint = self._fingerprint(self.plan(result.ratio, result.method), resolution)
         if s.save_baselines:
-            decision = decide(
-                result, None, self.tolerances, quality_applies=self.spec.quality_gated
-            )
-            result = replace(
-                result, verdict=decision.verdict, reasons=decision.reasons, checks=decision.checks
-            )
-            with self._failing(result):
-                outcome = save_entries(
-                    s.baselines, result.device, self.spec.key, [BaselineEntry(result, fingerprint)]
-                )
-            if outcome.message:
-                self.session.notes.append(outcome.message)
-            return self.record(result)
+            return self._save(result, fingerprint)
         with self._failing(result):
-            baseline = load_entry(
-                s.baselines,
-                result.device,
-                self.spec.key,
-                result.ratio,
-                fingerprint=fingerprint,
-                save_command=self.save_command,
-                method=result.method,
-            )
+            baseline = self._load(result, fingerprint)
         decision = decide(
             result,
             baseline,
@@ -223,7 +225,7 @@ class Gate:
             )
         )
         if decision.verdict == INCONCLUSIVE:
-            self._inconclusive(result, decision.table)
+            self._inconclusive(result, decision.table, len(baseline.time_tome))
         if decision.verdict == "fail":
             pytest.fail(
                 f"{_METHOD_NAMES[result.method]} gate failed for {self.spec.name} at ratio "
@@ -233,16 +235,46 @@ class Gate:
             )
         return result
 
-    def _inconclusive(self, result: RatioResult, table: str) -> None:
+    def _save(self, result: RatioResult, fingerprint: dict[str, Any]) -> RatioResult:
+        """Store the measurement unless its own verdict fails (a short interval: a warning)."""
+        __tracebackhide__ = True
+        from pytest_tome.gate.decide.admission import save_problems, short_interval
+        from pytest_tome.gate.decide.verdicts import decide
+        from pytest_tome.gate.store.baselines import BaselineEntry, save_entries
+
+        decision = decide(result, None, self.tolerances, quality_applies=self.spec.quality_gated)
+        problems = save_problems(decision)
+        result = replace(result, verdict=FAIL if problems else NEW, reasons=decision.reasons,
+                         checks=decision.checks)  # fmt: skip
+        if problems:
+            self.record(result)
+            pytest.fail(
+                f"baseline not saved for {self.spec.name} at ratio {result.ratio:g} on "
+                f"{result.device}: a saving run stores only measurements that pass their own "
+                "checks.\n" + "\n".join(problems) + f"\n{decision.table}",
+                pytrace=False,
+            )
+        if warning := short_interval(result):
+            self.session.notes.append(f"WARNING: {warning}")
+        entry = BaselineEntry(result, fingerprint)
+        with self._failing(result):
+            outcome = save_entries(self.session.settings.baselines, result.device, self.spec.key,
+                                   [entry])  # fmt: skip
+        if outcome.message:
+            self.session.notes.append(outcome.message)
+        return self.record(result)
+
+    def _inconclusive(self, result: RatioResult, table: str, baseline_rounds: int) -> None:
         """Too noisy to decide: fail with what to do, or (--tome-inconclusive=warn) note it."""
         __tracebackhide__ = True
+        from pytest_tome.gate.decide.advice import inconclusive_advice
+
         s = self.session.settings
         text = (
             f"ToMe gate inconclusive for {self.spec.name} at ratio {result.ratio:g} on "
             f"{result.device}: too noisy to tell a pass from a fail after "
             f"{len(result.time_tome)} rounds (threads={s.threads or 'auto'}).\n{table}\n"
-            "Rerun on a quieter machine, raise --tome-rounds or --tome-max-rounds, use "
-            "--tome-threads=1, or widen --tome-tol-speed; --tome-inconclusive=warn lets it pass."
+            + inconclusive_advice(s.threads, baseline_rounds)
         )
         if s.inconclusive == "fail":
             pytest.fail(text, pytrace=False)
@@ -262,23 +294,13 @@ class Gate:
             self.record(replace(result, verdict="fail", reasons=why, checks=checks))
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
-    def _fingerprint(self, result: RatioResult) -> dict[str, Any]:
+    def _fingerprint(self, plan: RunPlan, resolution: list[int] | None) -> dict[str, Any]:
         import torch
 
-        from pytest_tome.gate.store.fingerprints import fingerprint
+        from pytest_tome.gate.store.fingerprints import plan_fingerprint
 
-        plan = self.plan(result.ratio, result.method)
-        image = result.image_base
-        return fingerprint(
-            model=self.spec.name,
-            steps=plan.steps,
-            seed=plan.seed,
-            images=plan.images,
-            resolution=[image.height, image.width] if image else None,
-            dtype=plan.dtype,
-            tome={**TOME_ARGS, "method": result.method},
-            **plan.timing(torch.get_num_threads()),
-        )
+        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution,
+                                tome={**TOME_ARGS, "method": plan.method})  # fmt: skip
 
     def device_key(self) -> str:
         import torch

@@ -22,7 +22,9 @@ NOT_MERGEABLE = "not mergeable"  # the ratio is above what the model or sx, sy a
 VERDICTS = (FAIL, INCONCLUSIVE, NEW, PASS, NOT_APPLICABLE, NOT_MERGEABLE)
 
 # How peak memory was measured (RatioResult.memory_method).
-MEMORY_CUDA = "cuda max_memory_allocated"
+# CUDA's peak allocated bytes above those allocated when the call started (not the absolute
+# peak, weights included); a baseline of the older absolute peak is not compared with it.
+MEMORY_CUDA = "cuda peak growth"
 MEMORY_RSS = "peak RSS growth"
 NOT_MEASURED = "not measured"
 
@@ -48,7 +50,7 @@ class RatioResult:
     speedup_ci: tuple[float, float] | None = None  # 95% interval of that median
     memory_base: int | None = None  # peak bytes of one call; None: not measured
     memory_tome: int | None = None
-    memory_method: str = "not measured"  # e.g. "cuda max_memory_allocated", "peak RSS"
+    memory_method: str = "not measured"  # e.g. "cuda peak growth", "peak RSS growth"
     # Peak bytes of each round's call (memory_base/memory_tome are their medians), so a
     # later run compares sample against sample; empty when not measured.
     memory_base_samples: tuple[int, ...] = ()

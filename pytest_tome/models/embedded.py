@@ -139,18 +139,15 @@ def build_embedded(name: str) -> Any:
     """Build an embedded pipeline with seeded weights; the same bits on every call."""
     import torch
 
+    from pytest_tome.models.seeding import build_seeded
+
     try:
         factory = EMBEDDED[name]
     except KeyError:
         raise ValueError(
             f"unknown embedded pipeline {name!r}; known: {', '.join(EMBEDDED)}"
         ) from None
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(EMBEDDED_SEED)
-        pipe = factory()
-    finally:
-        torch.random.set_rng_state(state)
+    pipe = build_seeded(EMBEDDED_SEED, factory)
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()  # as from_pretrained leaves them; train mode changes kernels

@@ -229,12 +229,7 @@ def _lookup(table: dict[str, Callable[[], Any]], name: str) -> Callable[[], Any]
 
 
 def _seeded(factory: Callable[[], Any]) -> Any:
-    """Run `factory` with the global RNG seeded, then put the caller's RNG state back."""
-    import torch
+    """Run `factory` with seeded weights; the caller's random state is left as it was."""
+    from pytest_tome.models.seeding import build_seeded
 
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(PRESET_SEED)
-        return factory()
-    finally:
-        torch.random.set_rng_state(state)
+    return build_seeded(PRESET_SEED, factory)

@@ -14,7 +14,8 @@ index as the kept tokens (`TokenMerge.keep`), the text rows left as they are.
 
 Since RoPE rows are shared by the batch and each sample merges differently, a batch of more
 than one sample is merged sample by sample, each as a batch of one (fixed destinations, as
-tomesd for odd batches); Flux-dev pipelines run a batch of one per prompt anyway.
+tomesd for odd batches) with its own matching: a shared matching is keyed by the sample's
+index, so image 1 never reuses image 0's. Flux-dev pipelines run a batch of one per prompt.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class FluxImageStreamProcessor(ImageStreamProcessor):
                 None if single else encoder_hidden_states[b : b + 1],
                 image_rotary_emb,
                 kwargs,
+                sample=b,
             )
             for b in range(batch)
         ]
@@ -100,11 +102,13 @@ class FluxImageStreamProcessor(ImageStreamProcessor):
         context: torch.Tensor | None,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         kwargs: dict[str, Any],
+        sample: int | None = None,
     ) -> Any:
-        """One call of the replaced processor on merged image tokens, its output unmerged."""
+        """One call of the replaced processor on merged image tokens, its output unmerged;
+        `sample`: which sample of the batch this batch of one is (its own shared matching)."""
         text = self.shape.text if context is None else context.shape[1]
         image = hidden_states[:, text:] if context is None else hidden_states
-        merging = self.matching(image)
+        merging = self.matching(image, sample)
         merged = merging.merge(image)
         if context is None:
             merged = torch.cat([hidden_states[:, :text], merged], dim=1)

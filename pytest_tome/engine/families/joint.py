@@ -76,9 +76,10 @@ class ImageStreamProcessor:
             return REASON_RATIO
         return None
 
-    def matching(self, image: torch.Tensor) -> TokenMerge:
-        """How to merge the (B, N, C) image tokens (the patch's matching, shared if asked)."""
-        return self.reducer.plan(image, self.shape.height, self.shape.width)
+    def matching(self, image: torch.Tensor, sample: int | None = None) -> TokenMerge:
+        """How to merge the (B, N, C) image tokens (the patch's matching, shared if asked);
+        `sample`: the index in the whole batch of a batch of one cut from it."""
+        return self.reducer.plan(image, self.shape.height, self.shape.width, sample=sample)
 
     def record(self, tokens_in: int, tokens_out: int, reason: str | None = None) -> None:
         if self.layer is not None:

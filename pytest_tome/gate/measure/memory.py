@@ -32,18 +32,23 @@ class PeakMemory:
 
 
 class CudaPeakMemory(PeakMemory):
-    """Peak bytes the CUDA caching allocator handed out during the call (weights included)."""
+    """How far the CUDA caching allocator's peak rose above what was allocated when the call
+    started: the call's activations and temporaries, not the weights it found in place (an
+    absolute peak hides an activation regression behind gigabytes of weights)."""
 
     method = MEMORY_CUDA
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, cuda: Any = None) -> None:
         self.device = device
+        self._cuda = cuda if cuda is not None else torch.cuda  # a fake in CPU-only tests
+        self._before = 0
 
     def start(self) -> None:
-        torch.cuda.reset_peak_memory_stats(self.device)
+        self._cuda.reset_peak_memory_stats(self.device)
+        self._before = int(self._cuda.memory_allocated(self.device))
 
     def stop(self) -> int | None:
-        return int(torch.cuda.max_memory_allocated(self.device))
+        return max(0, int(self._cuda.max_memory_allocated(self.device)) - self._before)
 
 
 class RssPeakMemory(PeakMemory):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from pytest_tome.atomic import write_atomic
-from pytest_tome.gate.results import RatioResult
+from pytest_tome.gate.results import FAIL, INCONCLUSIVE, RatioResult
 from pytest_tome.gate.store.entry_rules import check_fields
 from pytest_tome.gate.store.fingerprints import compare_fingerprints
 
@@ -184,19 +184,38 @@ def load_entry(
     fingerprint: dict[str, Any],
     save_command: str,
     method: str = "tome",
+    quality: bool = False,
+    unknown: Iterable[str] = (),
 ) -> RatioResult:
     """The baseline of `model` at `ratio` on `device`, measured with the same `fingerprint`.
 
+    `quality`: the model's images are scored, so an entry without PSNR or SSIM is corrupt
+    (not a quality gate turned off). `unknown`: fingerprint keys not known yet (before
+    measuring, the image resolution), left out of the comparison.
     Raises MissingBaseline (naming `save_command`), CorruptBaseline or FingerprintMismatch.
     """
     path = baseline_path(folder, device, model)
-    entry = read_baselines(path).get(ratio_key(ratio, method))
+    key = ratio_key(ratio, method)
+    entry = read_baselines(path).get(key)
     where = f"{model} at ratio {ratio:g}{'' if method == 'tome' else f' ({method})'} on {device}"
     if entry is None:
         raise MissingBaseline(
             f"no baseline for {where} in {path}; create it with: {save_command}", path
         )
-    differences = compare_fingerprints(entry.fingerprint, fingerprint)
+    unscored = [name for name in ("psnr", "ssim") if getattr(entry.result, name) is None]
+    if quality and unscored:
+        raise CorruptBaseline(
+            f"baseline file {path} is corrupt: entry {key!r} has {' and '.join(unscored)} "
+            f"null, but {model}'s images are scored, so its quality cannot be compared; "
+            f"fix the entry, or re-save it with: {save_command}",
+            path,
+        )
+    skip = set(unknown)
+    differences = [
+        line
+        for line in compare_fingerprints(entry.fingerprint, fingerprint)
+        if line.split(":", 1)[0].split(".", 1)[0] not in skip
+    ]
     if differences:
         raise FingerprintMismatch(
             f"the baseline for {where} in {path} was measured with different settings:\n  "
@@ -218,6 +237,13 @@ def save_entries(
     lock, so concurrent writers lose nothing. A corrupt file is moved aside, never lost.
     """
     path = baseline_path(folder, device, model)
+    entries = list(entries)
+    for entry in entries:
+        if entry.result.verdict in (FAIL, INCONCLUSIVE):
+            raise ValueError(
+                f"{model} at ratio {entry.result.ratio:g}: a measurement whose own verdict is "
+                f"{entry.result.verdict!r} is never stored as a baseline"
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(path.with_name(path.name + ".lock")):
@@ -231,6 +257,13 @@ def save_entries(
                 stored[ratio_key(entry.result.ratio, entry.result.method)] = entry
             write_atomic(path, _dumps(_document(device, model, stored)).encode("utf-8"))
     except OSError as exc:
+        lock = path.with_name(path.name + ".lock")
+        if lock.is_dir():
+            raise BaselineFolderError(
+                f"cannot lock {path}: {lock} is a directory, not a lock file; "
+                "remove that directory (it holds no baseline) and save again",
+                path,
+            ) from exc
         raise BaselineFolderError(
             f"cannot write baselines to {path.parent}: {exc.strerror or exc}; "
             "make the folder writable or choose another baselines folder",
@@ -276,15 +309,3 @@ def _dumps(document: dict[str, Any]) -> str:
         return "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]"
 
     return _NUMBER_LIST.sub(one_line, text) + "\n"
-
-
-def peek_baseline(
-    folder: Path | str, device: str, model: str, ratio: float, method: str = "tome"
-) -> RatioResult | None:
-    """The stored entry (a RatioResult) to steer the number of rounds; None if there is none
-    or it cannot be read (the decision after measuring reports that properly)."""
-    try:
-        entry = read_baselines(baseline_path(folder, device, model)).get(ratio_key(ratio, method))
-    except BaselineError:
-        return None
-    return None if entry is None else entry.result

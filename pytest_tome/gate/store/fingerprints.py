@@ -11,6 +11,15 @@ from typing import Any
 from pytest_tome.gate.results import float_to_json
 
 VERSIONED_PACKAGES = ("torch", "diffusers", "tomesd")
+# The settings a measurement depends on, each named as TomeSettings, RunPlan and its option
+# (--tome-<name>) name it. The fingerprint and the printed save command (store.commands) are
+# both built from these tuples, so a field added here is in both.
+MEASURED_WITH = ("dtype", "steps", "seed", "images")
+TIMED_WITH = ("threads", "clock")  # on the CPU only (RunPlan.timing); a GPU times wall, synced
+# RunPlan fields that are no part of the fingerprint, and why: the entry's key (ratio), the
+# fingerprint's `model` and `tome.method`, the file's device folder, and how many samples
+# are drawn (more rounds pin the same quantity closer; they do not change it).
+NOT_FINGERPRINTED = ("model", "ratio", "method", "device", "rounds", "warmup", "max_rounds")
 
 
 def package_versions(names: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
@@ -29,6 +38,19 @@ def fingerprint(**values: Any) -> dict[str, Any]:
     `versions` is given."""
     values.setdefault("versions", package_versions())
     return {key: _plain(value) for key, value in sorted(values.items())}
+
+
+def plan_fingerprint(
+    plan: Any, torch_threads: int, *, resolution: list[int] | None, tome: dict[str, Any]
+) -> dict[str, Any]:
+    """The fingerprint of a measurement run as `plan` (a RunPlan) says: the model, the
+    MEASURED_WITH settings, on the CPU the TIMED_WITH ones (`torch_threads`: torch's own count,
+    for threads=auto), the image `resolution`, the ToMe arguments and the versions."""
+    values = {name: getattr(plan, name) for name in MEASURED_WITH}
+    timing = plan.timing(torch_threads)
+    if not set(timing) <= set(TIMED_WITH):
+        raise ValueError(f"timing fields {sorted(timing)} are not all in TIMED_WITH {TIMED_WITH}")
+    return fingerprint(model=plan.model, resolution=resolution, tome=tome, **values, **timing)
 
 
 def _plain(value: Any) -> Any:
