@@ -136,3 +136,11 @@ def test_the_seeded_noise_comes_from_a_cpu_generator_whatever_the_device() -> No
     second = run_pipeline(CudaPipeline(), steps=2, seed=5, images=2)
     assert seen == [torch.device("cpu")] * 2
     assert np.array_equal(first, second)
+
+
+def test_an_ldm_pipeline_runs_in_half_precision() -> None:
+    """LDMPipeline hands float32 latents to a bfloat16/float16 UNet and decoder; gpu-check saw
+    faces-ldm fail in float16 ("Input type (float) and bias type (c10::Half)")."""
+    pipe = load_pipeline(ModelSpec("tiny-ldm", "embedded"), CPU, torch.bfloat16)
+    images = generate(pipe, 0.5, steps=2, seed=0, images=1)
+    assert images.shape[0] == 1 and np.isfinite(images).all()

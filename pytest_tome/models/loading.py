@@ -25,6 +25,8 @@ def load_pipeline(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> 
         pipe = _from_pretrained(spec)
     if pipe.dtype != dtype:
         pipe = pipe.to(dtype=dtype)
+        if type(pipe).__name__ == "LDMPipeline":
+            _cast_inputs(pipe, dtype)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -50,3 +52,21 @@ def _from_pretrained(spec: ModelSpec) -> Any:
         raise ModelLoadError(
             f"cannot load {where} {spec.name!r}: {type(exc).__name__}: {exc}; {hint}"
         ) from exc
+
+
+def _cast_inputs(pipe: Any, dtype: torch.dtype) -> None:
+    """diffusers' LDMPipeline draws float32 noise and keeps its latents in float32 whatever the
+    models' dtype, so a float16 or bfloat16 UNet or decoder gets float32 input and fails; and
+    it turns the decoded image into numpy, which has no bfloat16. Cast what the pipeline hands
+    the UNet and the decoder, and give the decoded image back in float32."""
+    unet_forward, decode = pipe.unet.forward, pipe.vqvae.decode
+
+    def forward(sample: Any, *args: Any, **kwargs: Any) -> Any:
+        return unet_forward(sample.to(dtype), *args, **kwargs)
+
+    def decode_float(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        out = decode(latents.to(dtype), *args, **kwargs)
+        out.sample = out.sample.float()
+        return out
+
+    pipe.unet.forward, pipe.vqvae.decode = forward, decode_float
