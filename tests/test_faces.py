@@ -133,14 +133,16 @@ def test_the_gate_names_a_broken_face_model_and_the_rebuild(
         import pytest
         from pytest_tome.models.faces import shipped
 
-        @pytest.fixture(autouse=True)
-        def broken(monkeypatch):
-            monkeypatch.setattr(shipped, "WEIGHTS", __import__("pathlib").Path({str(weights_copy)!r}))
+        @pytest.fixture(autouse=True, scope="session")  # before the pipeline is loaded
+        def broken():
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(shipped, "WEIGHTS", __import__("pathlib").Path({str(weights_copy)!r}))
+                yield
         """
     )
     pytester.makepyfile("def test_gate(tome_gate, tome_ratio):\n    tome_gate(tome_ratio)\n")
     result = pytester.runpytest("--tome-models=faces-ddpm", "-p", "no:randomly")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)  # the pipeline fixture fails, before any measuring
     result.stdout.fnmatch_lines(["*config.json is damaged*make train-faces*"])
 
 

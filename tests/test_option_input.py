@@ -161,7 +161,7 @@ def test_xdist_shows_the_device_a_plain_run_shows(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.getenv("PYTHONPATH")])))
     pytester.makepyfile(test_user_gate=GATE_TEST)
     result = pytester.runpytest(
-        "--tome-models=tiny-ldm", "--tome-steps=1", "--tome-rounds=2", "--tome-max-rounds=2",
+        "--tome-models=tiny-ldm", "--tome-steps=2", "--tome-rounds=2", "--tome-max-rounds=2",
         "--tome-warmup=0", "--tome-inconclusive=warn", "--tome-save-baselines",
         "--tome-report=report", "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "1",
     )  # fmt: skip

@@ -36,7 +36,7 @@ def test_embedded_pipeline_is_bit_identical_across_builds(name: str, pipes: dict
 
 
 # 48x48 where attention runs at full resolution (2304 tokens; kept small for the gate's time).
-IMAGE_SIDE = {"tiny-ddpm": 48, "tiny-sd": 48}
+IMAGE_SIDE = {"tiny-ddpm": 48, "tiny-sd": 48, "faces-ddpm": 32}
 
 
 @pytest.mark.parametrize("name", list(EMBEDDED))

@@ -188,7 +188,7 @@ def read_tox() -> configparser.ConfigParser:
 def test_tox_lists_the_envs_and_installs_cpu_torch():
     tox = read_tox()
     envs = [env.strip() for env in tox["tox"]["envlist"].split(",")]
-    assert envs == ["py310", "py311", "py312", "gate", "lint"]
+    assert envs == ["py310", "py311", "py312", "bench-floor", "gate", "lint"]
     base = tox["testenv"]
     assert base["extras"].strip() == "test"
     deps = base["deps"].split()
