@@ -23,7 +23,7 @@ gate: $(STAMP)
 # `make gate` runs tests/test_gate.py (marked gate), so `make test` leaves it out: CI gates
 # each ratio once.
 test: $(STAMP)
-	$(PY) -m pytest -m "not bench and not gate"
+	$(PY) -m pytest -m "not bench and not gate" --durations=10
 
 bench: $(STAMP)
 	$(PY) -m pytest -m bench
