@@ -105,7 +105,9 @@ def test_make_installs_torch_first_then_the_project_and_runs_the_three_commands(
     assert "TORCH ?= torch==2.13.0" in makefile
     assert "$(STAMP): pyproject.toml constraints.txt" in makefile
     assert "gate: $(STAMP)\n\t$(PY) -m pytest tests/test_gate.py --tome-ratios=0.3,0.5 " in makefile
-    assert 'test: $(STAMP)\n\t$(PY) -m pytest -m "not bench and not gate" --durations=10\n' in makefile
+    assert (
+        'test: $(STAMP)\n\t$(PY) -m pytest -m "not bench and not gate" --durations=10\n' in makefile
+    )
     assert "bench: $(STAMP)\n\t$(PY) -m pytest -m bench\n" in makefile
     run = (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().splitlines()
     assert run[-3:] == ["make test", "make bench", "make gate"]
