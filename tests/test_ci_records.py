@@ -86,6 +86,17 @@ def test_the_results_table_cell_reads_the_properties() -> None:
     assert html.cell_text([("other", "x")]) == ""
 
 
+def test_random_weights_are_named_beside_the_html_quality_numbers() -> None:
+    noisy = result(random_weights=True)
+    props = properties.gate_properties(noisy)
+    assert ("tome.random_weights", "true") in props
+    assert html.cell_text(props) == "1.40x, 40.0 dB (random weights), pass"
+    assert "40.0 dB (random weights)" in html.images_html([noisy])
+    trained = properties.gate_properties(result())
+    assert not any(name == "tome.random_weights" for name, _ in trained)
+    assert "(random weights)" not in html.images_html([result()])
+
+
 # --- history ----------------------------------------------------------------------------------
 
 

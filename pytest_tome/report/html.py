@@ -20,6 +20,7 @@ from pytest_tome.gate.results import FAIL, INCONCLUSIVE, Headroom, ImageThumb, R
 from pytest_tome.report.properties import PREFIX
 from pytest_tome.report.summary import (
     COLUMNS,
+    RANDOM_WEIGHTS,
     _by_model,
     _notes,
     _title,
@@ -92,6 +93,7 @@ def images_html(results: Sequence[RatioResult]) -> str:
     for result in results:
         psnr = result.psnr
         quality = "" if psnr is None else ", identical" if math.isinf(psnr) else f", {psnr:.1f} dB"
+        quality += RANDOM_WEIGHTS if quality and result.random_weights else ""
         figures.append(_figure(result.image_tome, f"ratio {ratio_label(result)}{quality}"))
     return f'<div class="tome-images" style="margin:6px 0">{"".join(figures)}</div>'
 
@@ -131,7 +133,8 @@ def cell_text(user_properties: Sequence[tuple[str, object]]) -> str:
     if "speedup" in props:
         parts.append(f"{float(props['speedup']):.2f}x")
     if "psnr_db" in props:
-        parts.append("inf dB" if props["psnr_db"] == "inf" else f"{float(props['psnr_db']):.1f} dB")
+        db = "inf dB" if props["psnr_db"] == "inf" else f"{float(props['psnr_db']):.1f} dB"
+        parts.append(db + (RANDOM_WEIGHTS if props.get("random_weights") == "true" else ""))
     parts.append(props["verdict"])
     return ", ".join(parts)
 

@@ -52,6 +52,8 @@ def gate_properties(result: RatioResult) -> list[tuple[str, str]]:
         "peak_memory_method": result.memory_method if result.memory_tome is not None else None,
         "psnr_db": _number(result.psnr),
         "ssim": _number(result.ssim),
+        # PSNR/SSIM of random weights measure sensitivity, not image quality: say so beside them
+        "random_weights": "true" if result.random_weights and result.psnr is not None else None,
         "verdict": result.verdict,
     }
     for check, status in result.checks:
