@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_tome.engine import matching, tome_applied
 from pytest_tome.gate.measure.pipeline_calls import generate, run_pipeline
+from pytest_tome.gate.measure.plan import tome_args
 from pytest_tome.gate.measure.quality import image_quality
 from pytest_tome.models.embedded import build_embedded
 from pytest_tome.models.faces.shipped import FACE_MODELS
@@ -48,14 +49,14 @@ def main() -> None:
     print(
         "model       ratio  PSNR dB  SSIM   | merge seeds 0-4: PSNR range, SSIM range | bug: PSNR, SSIM"
     )
-    print("(* sx = sy = 4)")
+    print("(* in the gate's larger cells: sx = sy = 4 at 0.9)")
     for name in args.models.split(","):
         pipe = build_embedded(name)
         pipe.set_progress_bar_config(disable=True)
         reference = generate(pipe, 0.0, **run)
         for ratio in RATIOS:
-            # sx = sy = 2 keeps one token in 4, so 0.75 is its most; 0.9 needs 4 x 4 cells
-            cells = {"sx": 4, "sy": 4} if ratio > 0.75 else {}
+            # the gate's cells: 2x2 keeps one token in 4, so 0.75 is its most; 0.9 needs 4x4
+            cells = {k: v for k, v in tome_args(ratio).items() if k in ("sx", "sy")}
             by_seed = []
             for merge_seed in SEEDS:  # the image's noise stays seed 0; only the merge's changes
                 with tome_applied(pipe, ratio, seed=merge_seed, **cells):
@@ -68,7 +69,7 @@ def main() -> None:
             finally:
                 matching.TokenMerge.unmerge = _unmerge
             print(
-                f"{name:<11} {ratio:5.1f}{'*' if cells else ' '} {psnr[0]:7.2f}  {ssim[0]:.4f} | "
+                f"{name:<11} {ratio:5.1f}{'*' if cells['sx'] > 2 else ' '} {psnr[0]:7.2f}  {ssim[0]:.4f} | "
                 f"{min(psnr):.2f}-{max(psnr):.2f} ({max(psnr) - min(psnr):.2f} dB), "
                 f"{min(ssim):.4f}-{max(ssim):.4f} ({max(ssim) - min(ssim):.4f}) | "
                 f"{bug.psnr:.2f} ({bug.psnr - statistics.median(psnr):+.2f}), "

@@ -27,7 +27,7 @@ FULL = {
     "faces-ddpm": {"unet": train.Schedule(steps=1200)},
     "faces-ldm": {
         "autoencoder": train.Schedule(steps=400, batch=16),
-        "unet": train.Schedule(steps=1200, batch=16),
+        "unet": train.Schedule(steps=1600),
     },
 }
 QUICK = {

@@ -46,6 +46,30 @@ def test_a_few_training_steps_lower_the_loss() -> None:
     assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
 
 
+@pytest.mark.parametrize("latent", [False, True], ids=["pixel-epsilon", "latent-velocity"])
+def test_the_loss_is_zero_only_for_the_target_its_scheduler_predicts(latent: bool) -> None:
+    scheduler = configs.scheduler(latent=latent)
+    x0 = face_images(8)[:4]
+
+    class Oracle(torch.nn.Module):  # returns what a perfect model of `kind` would predict
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+
+        def forward(self, noisy: torch.Tensor, steps: torch.Tensor):
+            alpha = scheduler.alphas_cumprod[steps].view(-1, 1, 1, 1)
+            noise = (noisy - alpha.sqrt() * x0) / (1 - alpha).sqrt()
+            velocity = alpha.sqrt() * noise - (1 - alpha).sqrt() * x0
+            return type("Out", (), {"sample": noise if self.kind == "epsilon" else velocity})
+
+    def loss(kind: str) -> float:
+        return float(train.diffusion_loss(Oracle(kind), x0, scheduler, torch.Generator()))
+
+    right, wrong = ("v_prediction", "epsilon") if latent else ("epsilon", "v_prediction")
+    assert scheduler.config.prediction_type == right
+    assert loss(right) < 1e-8 and loss(wrong) > 1e-2
+
+
 def test_a_retrain_with_the_same_seed_gives_the_same_weights() -> None:
     schedule = train.Schedule(steps=2, batch=4, warmup=1)
     threads = torch.get_num_threads()

@@ -221,21 +221,31 @@ def test_a_baselines_path_that_is_a_file_is_a_usage_error_before_any_test(
     assert (pytester.path / "baselines").read_text() == "not a folder"
 
 
-def test_sweep_reports_ratios_above_the_limit_as_not_mergeable(pytester: pytest.Pytester) -> None:
+def test_ratios_above_0_75_merge_in_larger_cells_and_beyond_4x4_are_not_mergeable(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(test_user_gate=GATE_TEST)
     result = _run(
         pytester,
-        "--tome-ratios=0.7:0.9:0.1",
+        "--tome-ratios=0.7,0.8,0.9,0.95",
         "--tome-save-baselines",
         *QUICK,
         "--tome-report=report",
         "-rs",
     )
-    result.assert_outcomes(passed=1, skipped=2)
-    result.stdout.fnmatch_lines(["*ratio 0.8 is not mergeable: above 0.75*"])
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*ratio 0.95 is not mergeable*above 0.9375, the most 4x4 cells allow*"]
+    )
     report = json.loads((pytester.path / "report" / "report.json").read_text())
     verdicts = {r["ratio"]: r["verdict"] for r in report["results"]}
-    assert verdicts == {0.7: "new", 0.8: "not mergeable", 0.9: "not mergeable"}
+    assert verdicts == {0.7: "new", 0.8: "new", 0.9: "new", 0.95: "not mergeable"}
+    entries = _baseline(pytester)["entries"]
+    cells = {float(key): e["fingerprint"]["tome"]["sx"] for key, e in entries.items()}
+    assert cells == {0.7: 2, 0.8: 3, 0.9: 4}
+    markdown = (pytester.path / "report" / "report.md").read_text()
+    assert "ratio 0.9: merged in 4x4 cells (2x2 allow at most 0.75)" in markdown
+    assert "ratio 0.7: merged in" not in markdown
     for name in ("report.md", "speed.png", "quality.png", "images.png"):
         assert (pytester.path / "report" / name).stat().st_size > 0
 

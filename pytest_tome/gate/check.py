@@ -18,9 +18,9 @@ import pytest
 
 from pytest_tome.failures import fail_test_on
 from pytest_tome.gate.decide.tolerances import Tolerances
-from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan, run_plan
+from pytest_tome.gate.measure.plan import CLOCK_CPU, RunPlan, run_plan, tome_args, unmergeable
 from pytest_tome.gate.results import FAIL, INCONCLUSIVE, NEW, NOT_MERGEABLE, RatioResult
-from pytest_tome.methods import METHOD_TOME, METHODS, realises, valid_todo_ratios
+from pytest_tome.methods import METHOD_TOME, METHODS
 from pytest_tome.models.spec import ModelSpec
 from pytest_tome.session import TomeSession
 
@@ -45,22 +45,9 @@ class Gate:
 
     def check(self, ratio: float, method: str = METHOD_TOME) -> RatioResult:
         __tracebackhide__ = True
-        from pytest_tome.engine import max_ratio
-
         if method not in METHODS:
             pytest.fail(f"method {method!r} is not one of {', '.join(METHODS)}", pytrace=False)
-        limit = max_ratio(TOME_ARGS["sx"], TOME_ARGS["sy"])
-        if method == METHOD_TOME and ratio > limit:
-            why = f"ratio {ratio:g} is above {limit:g}, the most 2x2 cells allow"
-            skip = (
-                f"ratio {ratio:g} is not mergeable: above {limit:g}, "
-                f"the most sx={TOME_ARGS['sx']}, sy={TOME_ARGS['sy']} allow"
-            )
-        elif not realises(method, ratio):
-            why = f"ToDo cannot remove {ratio:g} of the keys/values, only {valid_todo_ratios()}"
-            skip = f"ToDo at ratio {ratio:g} is not mergeable: {why}"
-        else:
-            why = skip = ""
+        why = unmergeable(ratio, method)
         if why:
             self.record(
                 RatioResult(
@@ -72,7 +59,8 @@ class Gate:
                     method=method,
                 )
             )
-            pytest.skip(f"{self.spec.name}: {skip}")
+            name = _METHOD_NAMES[method]
+            pytest.skip(f"{self.spec.name}: {name} at ratio {ratio:g} is not mergeable: {why}")
         plan = self.plan(ratio, method)
         baseline = self._stored_baseline(plan)
         self._headroom(plan)
@@ -299,8 +287,8 @@ class Gate:
 
         from pytest_tome.gate.store.fingerprints import plan_fingerprint
 
-        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution,
-                                tome={**TOME_ARGS, "method": plan.method})  # fmt: skip
+        tome = {**tome_args(plan.ratio, plan.method), "method": plan.method}
+        return plan_fingerprint(plan, torch.get_num_threads(), resolution=resolution, tome=tome)
 
     def device_key(self) -> str:
         import torch

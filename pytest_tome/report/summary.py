@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pytest_tome.gate.measure.plan import TOME_CELLS, tome_cell
 from pytest_tome.gate.results import (
     FAIL,
     INCONCLUSIVE,
@@ -168,6 +169,12 @@ def _notes(rows: Sequence[RatioResult]) -> list[str]:
         notes.append(f"peak memory: {', '.join(methods)}")
     for result in rows:
         notes.extend(f"ratio {ratio_label(result)}: {reason}" for reason in result.reasons)
+        cell = tome_cell(result.ratio) if result.method == "tome" else None
+        if cell and cell > TOME_CELLS[0] and result.verdict != NOT_MERGEABLE:
+            notes.append(
+                f"ratio {ratio_label(result)}: merged in {cell}x{cell} cells "
+                f"(2x2 allow at most 0.75)"
+            )
     return notes
 
 

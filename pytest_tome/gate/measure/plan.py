@@ -29,6 +29,39 @@ TOME_ARGS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+# Square cells the gate merges in: 2x2 (tomesd's) up to ratio 0.75, then the smallest that
+# keeps one destination per cell, as ToDo's factors: 3x3 up to 0.889, 4x4 up to 0.9375.
+TOME_CELLS = (2, 3, 4)
+
+
+def tome_cell(ratio: float) -> int | None:
+    """The side of the square cell the gate merges `ratio` in; None above what 4x4 allows."""
+    from pytest_tome.methods import todo_ratio  # 1 - 1/k^2: the same bound for ToMe's cells
+
+    return next((k for k in TOME_CELLS if ratio <= todo_ratio(k) + 1e-9), None)
+
+
+def tome_args(ratio: float, method: str = "tome") -> Mapping[str, Any]:
+    """The arguments the gate measures `ratio` with: TOME_ARGS, ToMe's in the ratio's cell
+    (ToDo's cell is its own downsampling factor)."""
+    if method != "tome":
+        return TOME_ARGS
+    cell = tome_cell(ratio) or TOME_CELLS[-1]
+    return MappingProxyType({**TOME_ARGS, "sx": cell, "sy": cell})
+
+
+def unmergeable(ratio: float, method: str) -> str | None:
+    """Why the gate cannot measure `method` at `ratio` (the skip's reason), or None."""
+    from pytest_tome.methods import realises, todo_ratio, valid_todo_ratios
+
+    if method == "tome" and tome_cell(ratio) is None:
+        most = TOME_CELLS[-1]
+        return f"ratio {ratio:g} is above {todo_ratio(most):g}, the most {most}x{most} cells allow"
+    if method != "tome" and not realises(method, ratio):
+        return f"ToDo cannot remove {ratio:g} of the keys/values, only {valid_todo_ratios()}"
+    return None
+
+
 CLOCK_CPU = "cpu"  # the timing thread's CPU seconds (time.thread_time)
 CLOCK_WALL = "wall"  # time.perf_counter
 

@@ -16,7 +16,7 @@ from pytest_tome.gate.measure.merged_calls import (
     MergingStopped,
     unchanged_images,
 )
-from pytest_tome.gate.measure.plan import CLOCK_CPU, TOME_ARGS, RunPlan
+from pytest_tome.gate.measure.plan import CLOCK_CPU, RunPlan, tome_args
 from pytest_tome.gate.results import ImageThumb, RatioResult
 from pytest_tome.methods import METHOD_TOME
 
@@ -48,7 +48,8 @@ def measure_ratio(
     from pytest_tome.gate.measure.rounds import interleaved
 
     ratio, method = plan.ratio, plan.method
-    patched = apply_tome(pipe, ratio, seed=plan.seed, method=method, **TOME_ARGS)  # no-op raises
+    merge_args = tome_args(ratio, method)
+    patched = apply_tome(pipe, ratio, seed=plan.seed, method=method, **merge_args)  # no-op raises
     layers = len(patched.layers)
     patched.remove()
 
@@ -57,7 +58,7 @@ def measure_ratio(
             pipe, steps=plan.steps, seed=plan.seed, images=plan.images
         )
 
-    merged = MergedCalls(pipe, ratio, seed=plan.seed, method=method, **TOME_ARGS)
+    merged = MergedCalls(pipe, ratio, seed=plan.seed, method=method, **merge_args)
     done, start = [0], time.perf_counter()
 
     @contextmanager

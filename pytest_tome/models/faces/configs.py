@@ -68,22 +68,24 @@ def ldm_unet() -> Any:
     )
 
 
-def scheduler(clip: float | None = 1.0) -> Any:
+def scheduler(latent: bool = False) -> Any:
     """A few-step DDIM sampler over a cosine schedule: the gate runs 4 steps per image.
 
-    In pixel space (`clip` = 1, the data's range) the steps trail from the last training step,
-    pure noise, and the clean-image estimate is clipped to the data's range, as it divides by
-    a near-zero signal level there: clean faces in 4 steps, where leading steps (from 750)
-    leave noise in the image. A latent has no such range (`clip=None`): its steps lead from
-    750, and the decoder smooths what noise is left.
+    The steps trail from the last training step, pure noise: leading steps (from 750) start
+    pure noise at a step that expects a visible image, and leave faint, washed-out samples.
+    At that last step the signal level is near zero, so predicting the noise makes the
+    clean-image estimate divide by it: in pixel space it is clipped to the data's range. A
+    latent has no such range, so `faces-ldm` predicts the velocity instead (v-prediction,
+    Salimans & Ho 2022), whose clean-image estimate stays bounded at every step.
     """
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
         num_train_timesteps=TRAIN_TIMESTEPS,
         beta_schedule="squaredcos_cap_v2",
-        clip_sample=clip is not None,
-        clip_sample_range=clip or 1.0,
+        clip_sample=not latent,
+        clip_sample_range=1.0,
         set_alpha_to_one=True,
-        timestep_spacing="trailing" if clip is not None else "leading",
+        timestep_spacing="trailing",
+        prediction_type="v_prediction" if latent else "epsilon",
     )

@@ -45,11 +45,16 @@ class Trained:
 def diffusion_loss(
     unet: torch.nn.Module, x0: torch.Tensor, scheduler: Any, generator: torch.Generator
 ) -> torch.Tensor:
-    """The DDPM objective: predict the noise added to `x0` at a uniformly drawn timestep."""
+    """The DDPM objective at a uniformly drawn timestep: predict the noise added to `x0`, or
+    the velocity where the scheduler asks for v-prediction."""
     noise = torch.randn(x0.shape, generator=generator)
     steps = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
     noisy = scheduler.add_noise(x0, noise, steps)
-    return torch.nn.functional.mse_loss(unet(noisy, steps).sample, noise)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(x0, noise, steps)
+    else:
+        target = noise
+    return torch.nn.functional.mse_loss(unet(noisy, steps).sample, target)
 
 
 def autoencoder_loss(
@@ -134,7 +139,7 @@ def train_ldm(ae_schedule: Schedule, unet_schedule: Schedule, seed: int = 0) -> 
     # LDMPipeline divides by scaling_factor before decoding: unit-variance latents for the UNet.
     scale = float(1 / latents.std())
     autoencoder.register_to_config(scaling_factor=scale)
-    scheduler = configs.scheduler(clip=None)
+    scheduler = configs.scheduler(latent=True)
 
     def loss(unet: torch.nn.Module, z0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return diffusion_loss(unet, z0, scheduler, gen)
